@@ -1,0 +1,90 @@
+//! Command-line interface: subcommands and flags. Parsing only; the work lives in the library.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::payload::Encoding;
+
+#[derive(Debug, Parser)]
+#[command(name = "mqimg", version, about = "Camera frames over MQTT → validated images and JSON records")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: subscribe, decode, store frames, publish records.
+    Run {
+        /// Config file (TOML); `MQIMG__SECTION__KEY` environment variables override it.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Decode one payload from a file (or stdin) and print its record as one JSON line.
+    Decode(DecodeArgs),
+    /// Validate a config file and print the effective config (passwords masked).
+    CheckConfig {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Print the default config as TOML.
+    PrintDefaultConfig,
+    /// Publish image files to a broker as a camera would.
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DecodeArgs {
+    /// How the payload is wrapped.
+    #[arg(long, value_enum, default_value_t = Encoding::Auto)]
+    pub encoding: Encoding,
+    /// The JSON envelope field holding the image (default: probe the usual names).
+    #[arg(long)]
+    pub json_field: Option<String>,
+    /// Write the frame here; the extension picks the format (.jpg, .png, .ppm).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Config file whose `[decode]` limits apply (defaults without it).
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// The payload file; `-` or nothing reads stdin.
+    pub file: Option<PathBuf>,
+}
+
+/// How `mqimg publish` wraps each image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum PublishEncoding {
+    #[default]
+    Base64,
+    Raw,
+    DataUri,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// Broker URL, `mqtt://host:port`.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    pub broker: String,
+    /// Topic to publish on.
+    #[arg(long)]
+    pub topic: String,
+    #[arg(long, value_enum, default_value_t = PublishEncoding::Base64)]
+    pub encoding: PublishEncoding,
+    /// MQTT QoS (0, 1 or 2).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+    /// How many times to publish each file.
+    #[arg(long, default_value_t = 1)]
+    pub count: u64,
+    /// Messages per second (default: as fast as the broker takes them).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Client id (default: `mqimg-publish-<pid>`).
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Image files to publish, in turn.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}

@@ -1,0 +1,158 @@
+//! One frame, start to finish of the CPU work: payload bytes → image bytes → RGB8 → its record.
+//!
+//! Shared by `mqimg decode` and the daemon's decode workers, so both produce the same records. Storing the
+//! frame is [`crate::output`]'s job; this module touches no files or sockets.
+
+use std::borrow::Cow;
+use std::time::{Instant, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use crate::decode::{self, Decoded, Limits};
+use crate::payload::{self, Encoding};
+use crate::record::{self, Failure, Stage, Success};
+
+/// How payloads of one source are read, and the limits they must respect.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub encoding: Encoding,
+    pub json_field: Option<String>,
+    pub max_payload_bytes: usize,
+    pub limits: Limits,
+}
+
+impl Options {
+    pub fn new(
+        encoding: Encoding,
+        json_field: Option<String>,
+        decode: &crate::config::Decode,
+    ) -> Self {
+        Self {
+            encoding,
+            json_field,
+            max_payload_bytes: decode.max_payload_bytes,
+            limits: decode.limits(),
+        }
+    }
+}
+
+/// A frame that decoded: its record (with `path` still unset), the image bytes and the pixels.
+#[derive(Debug)]
+pub struct Processed<'a> {
+    pub record: Success,
+    /// The image bytes as received, after payload decoding (what `sha256` describes).
+    pub image: Cow<'a, [u8]>,
+    pub decoded: Decoded,
+}
+
+/// Processes one payload. A failure comes back as its ready failure record.
+pub fn process<'a>(
+    payload_bytes: &'a [u8],
+    topic: Option<&str>,
+    received_at: SystemTime,
+    options: &Options,
+) -> Result<Processed<'a>, Failure> {
+    let fail = |stage, error: String| {
+        Failure::new(topic, received_at, payload_bytes.len(), stage, error)
+    };
+    if payload_bytes.len() > options.max_payload_bytes {
+        return Err(fail(
+            Stage::Limits,
+            format!(
+                "payload is {} bytes, over the limit of {} (decode.max_payload_bytes)",
+                payload_bytes.len(),
+                options.max_payload_bytes
+            ),
+        ));
+    }
+    let started = Instant::now();
+    let payload = payload::detect(
+        payload_bytes,
+        options.encoding,
+        options.json_field.as_deref(),
+    )
+    .map_err(|e| fail(Stage::Payload, e.to_string()))?;
+    let decoded = decode::decode(&payload.image, &options.limits).map_err(|e| {
+        let stage = if e.is_limit() {
+            Stage::Limits
+        } else {
+            Stage::Decode
+        };
+        fail(stage, e.to_string())
+    })?;
+    let decode_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (width, height) = decoded.rgb.dimensions();
+    let record = Success {
+        schema: record::SCHEMA,
+        topic: topic.map(str::to_owned),
+        received_at: record::timestamp(received_at),
+        payload_bytes: payload_bytes.len(),
+        encoding: payload.encoding,
+        json_field: payload.json_field,
+        format: decoded.format,
+        image_bytes: payload.image.len(),
+        width,
+        height,
+        color: "rgb8",
+        rgb_bytes: decoded.rgb.as_raw().len(),
+        orientation: decoded.orientation,
+        sha256: sha256_hex(&payload.image),
+        // Three decimals: microseconds are all an operator can use.
+        decode_ms: (decode_ms * 1000.0).round() / 1000.0,
+        path: None,
+        meta: payload.meta,
+        warnings: decoded.warnings.clone(),
+    };
+    Ok(Processed {
+        record,
+        image: payload.image,
+        decoded,
+    })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        use std::fmt::Write;
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn options() -> Options {
+        Options::new(Encoding::Auto, None, &crate::config::Decode::default())
+    }
+
+    #[test]
+    fn sha256_is_lowercase_hex_of_the_bytes() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn a_payload_over_the_limit_fails_at_stage_limits_before_detection() {
+        let mut options = options();
+        options.max_payload_bytes = 10;
+        let err = process(b"not even an image", Some("cam"), SystemTime::now(), &options)
+            .unwrap_err();
+        assert_eq!(err.stage, Stage::Limits);
+        assert!(err.error.contains("17 bytes"), "{}", err.error);
+        assert!(err.error.contains("decode.max_payload_bytes"), "{}", err.error);
+    }
+
+    #[test]
+    fn an_empty_payload_fails_at_stage_payload() {
+        let err = process(b"", None, SystemTime::now(), &options()).unwrap_err();
+        assert_eq!(err.stage, Stage::Payload);
+        assert_eq!(err.payload_bytes, 0);
+    }
+}

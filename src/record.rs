@@ -1,0 +1,129 @@
+//! The JSON records mqimg emits, one per frame: a success record on the results topic (and from
+//! `mqimg decode`), or a failure record on the errors topic. This schema is the product's contract:
+//! fields are only ever added, and `schema` changes when a field's meaning does.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::decode::Format;
+use crate::payload::Detected;
+
+/// The version of the record schema.
+pub const SCHEMA: u32 = 1;
+
+/// Where in the processing of a frame it failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// The payload held no image bytes (empty, bad base64, bad envelope, unknown content).
+    Payload,
+    /// A size limit refused the payload or the image (checked before decoding).
+    Limits,
+    /// The image bytes are broken, truncated or use an unsupported feature.
+    Decode,
+    /// The frame decoded but could not be stored.
+    Store,
+    /// The frame was dropped because the decode queue was full (QoS 0 only).
+    Queue,
+}
+
+/// RFC 3339 UTC with milliseconds, e.g. `2026-11-26T03:05:18.123Z`.
+pub fn timestamp(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// A frame that decoded.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Success {
+    pub schema: u32,
+    pub topic: Option<String>,
+    pub received_at: String,
+    pub payload_bytes: usize,
+    pub encoding: Detected,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json_field: Option<String>,
+    pub format: Format,
+    pub image_bytes: usize,
+    pub width: u32,
+    pub height: u32,
+    pub color: &'static str,
+    pub rgb_bytes: usize,
+    pub orientation: u8,
+    pub sha256: String,
+    pub decode_ms: f64,
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// A frame that did not decode or could not be stored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Failure {
+    pub schema: u32,
+    pub topic: Option<String>,
+    pub received_at: String,
+    pub payload_bytes: usize,
+    pub stage: Stage,
+    pub error: String,
+}
+
+impl Failure {
+    pub fn new(
+        topic: Option<&str>,
+        received_at: SystemTime,
+        payload_bytes: usize,
+        stage: Stage,
+        error: impl std::fmt::Display,
+    ) -> Self {
+        Self {
+            schema: SCHEMA,
+            topic: topic.map(str::to_owned),
+            received_at: timestamp(received_at),
+            payload_bytes,
+            stage,
+            error: error.to_string(),
+        }
+    }
+}
+
+/// One record: what a frame ended as.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Record {
+    Success(Box<Success>),
+    Failure(Failure),
+}
+
+impl Record {
+    /// The record as one line of JSON.
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail: every map key is a string.
+        serde_json::to_string(self).unwrap_or_else(|e| format!(r#"{{"schema":1,"error":"{e}"}}"#))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps_are_utc_with_milliseconds() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(timestamp(at), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn failure_record_serializes_its_stage_in_lowercase() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let record = Record::Failure(Failure::new(Some("cam/1"), at, 0, Stage::Payload, "empty payload"));
+        let value: serde_json::Value = serde_json::from_str(&record.to_json()).unwrap();
+        assert_eq!(value["stage"], "payload");
+        assert_eq!(value["topic"], "cam/1");
+        assert_eq!(value["error"], "empty payload");
+        assert_eq!(value["schema"], 1);
+    }
+}
