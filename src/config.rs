@@ -424,12 +424,25 @@ impl Settings {
         }
         for (i, s) in self.subscriptions.iter().enumerate() {
             let key = |k: &str| format!("subscriptions[{i}].{k}");
-            validate_filter(&s.topic).map_err(|p| ConfigError::invalid(&key("topic"), p))?;
+            crate::topic::validate_filter(&s.topic).map_err(|p| ConfigError::invalid(&key("topic"), p))?;
             if s.qos > 2 {
                 return Err(ConfigError::invalid(
                     &key("qos"),
                     format!("{} is not 0, 1 or 2", s.qos),
                 ));
+            }
+            for template in [&self.output.results_topic, &self.output.errors_topic] {
+                if let Some(record_topic) = crate::topic::render(template, "x") {
+                    if crate::topic::matches(&s.topic, &record_topic) {
+                        return Err(ConfigError::invalid(
+                            &key("topic"),
+                            format!(
+                                "{:?} also matches the record topic {template:?}: mqimg would consume its own records",
+                                s.topic
+                            ),
+                        ));
+                    }
+                }
             }
             if s.json_field.as_deref() == Some("") {
                 return Err(ConfigError::invalid(
@@ -486,35 +499,6 @@ impl Settings {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
     }
-}
-
-/// Checks an MQTT topic filter (with `+`/`#` wildcards, `$share/group/filter` allowed).
-fn validate_filter(filter: &str) -> Result<(), String> {
-    let inner = match filter.strip_prefix("$share/") {
-        Some(rest) => match rest.split_once('/') {
-            Some((group, inner)) if !group.is_empty() && !group.contains(['+', '#']) => inner,
-            _ => return Err(format!("{filter:?}: a shared subscription is $share/GROUP/FILTER")),
-        },
-        None => filter,
-    };
-    if inner.is_empty() {
-        return Err("the topic filter is empty".into());
-    }
-    if inner.contains('\0') {
-        return Err(format!("{filter:?} contains a NUL character"));
-    }
-    let levels: Vec<&str> = inner.split('/').collect();
-    for (i, level) in levels.iter().enumerate() {
-        if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
-            return Err(format!(
-                "{filter:?}: '#' must be a whole level and the last one"
-            ));
-        }
-        if level.contains('+') && *level != "+" {
-            return Err(format!("{filter:?}: '+' must be a whole level"));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -601,6 +585,8 @@ mod tests {
         let err = load_str("[[subscriptions]]\ntopic = \"cams/#/x\"\n", &[]).unwrap_err();
         assert!(err.to_string().contains("subscriptions[0].topic"), "{err}");
         load_str("[[subscriptions]]\ntopic = \"$share/g/cams/#\"\n", &[]).unwrap();
+        let err = load_str("[[subscriptions]]\ntopic = \"#\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("its own records"), "{err}");
     }
 
     #[test]

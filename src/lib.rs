@@ -3,7 +3,9 @@
 //! Data flow:
 //!
 //! ```text
-//! broker → mqtt (EventLoop) ─bounded→ workers×N (payload → decode) ─bounded→ sinks (disk, then records) → ack
+//! broker → mqtt (EventLoop) ─bounded→ delivery ─bounded→ workers×N (payload → decode → file)
+//!                                        ↑ ←──bounded── outcomes ───────┘
+//!                                        └→ records (QoS 1) → broker PUBACK → frame PUBACK, in arrival order
 //! ```
 //!
 //! Layout:
@@ -13,21 +15,28 @@
 //! - [`record`]: the JSON success/failure records, the product's contract.
 //! - [`config`]: typed settings, TOML file + `MQIMG__SECTION__KEY` environment, validation.
 //! - [`cli`]: subcommands and flags; [`commands`]: the one-shot ones (`decode`, `check-config`, …).
-//! - [`output`]: frame files (`original`, `png`, `ppm`) written atomically.
+//! - [`topic`]: topic filters, matching, record topic templates.
+//! - [`output`]: frame files (`original`, `png`, `ppm`) written atomically, named safely.
+//! - [`mqtt`]: client options and the poll task that owns rumqttc's event loop.
+//! - [`delivery`]: at-least-once bookkeeping: frames to workers, records out, acks in order.
+//! - [`pipeline`]: the decode workers (OS threads) and the bounded decode queue.
+//! - [`app`]: wiring; [`metrics`]: counters and the summary line; [`telemetry`]: logging.
 //! - [`publish`]: `mqimg publish`, a camera-like publisher for trials and benchmarks.
 
+pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod decode;
+pub mod delivery;
 pub mod frame;
+pub mod metrics;
+pub mod mqtt;
 pub mod output;
+pub mod pipeline;
 pub mod payload;
 pub mod publish;
 pub mod record;
+pub mod telemetry;
+pub mod topic;
 
-/// `mqimg run`: the daemon.
-pub fn run_daemon(config: Option<&std::path::Path>) -> anyhow::Result<std::process::ExitCode> {
-    let _ = config;
-    anyhow::bail!("the daemon is not implemented yet")
-}

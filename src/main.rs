@@ -1,10 +1,13 @@
 //! The `mqimg` binary: parse the command line, run the subcommand, map errors to an exit status.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
+use mqimg::app::App;
 use mqimg::cli::{Cli, Command};
 use mqimg::commands;
+use mqimg::config::Settings;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -12,8 +15,10 @@ fn main() -> ExitCode {
         Command::Decode(args) => commands::decode(&args),
         Command::CheckConfig { config } => commands::check_config(&config),
         Command::PrintDefaultConfig => Ok(commands::print_default_config()),
-        Command::Run { config } => mqimg::run_daemon(config.as_deref()),
-        Command::Publish(args) => runtime().and_then(|rt| rt.block_on(mqimg::publish::run(&args))).map(|()| ExitCode::SUCCESS),
+        Command::Run { config } => run(config.as_deref()),
+        Command::Publish(args) => runtime()
+            .and_then(|rt| rt.block_on(mqimg::publish::run(&args)))
+            .map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| {
         eprintln!("mqimg: {err:#}");
@@ -21,6 +26,33 @@ fn main() -> ExitCode {
     })
 }
 
+/// `mqimg run`: the daemon, until SIGINT or SIGTERM.
+fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(config)?;
+    mqimg::telemetry::init(&settings.log);
+    let app = App::build(settings)?;
+    runtime()?.block_on(app.run(shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers: stop mqimg with SIGKILL");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "shutdown requested");
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -675,3 +675,644 @@ fn present_list(present: &[String], total: usize) -> String {
         _ => quoted(present),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn fixture(path: &str) -> Vec<u8> {
+        let full = format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+    }
+
+    fn photo() -> Vec<u8> {
+        fixture("frames/photo-640x480.jpg")
+    }
+
+    fn seed() -> Vec<u8> {
+        fixture("seed/seed-frame.jpg")
+    }
+
+    fn seed_b64() -> Vec<u8> {
+        fixture("seed/seed-frame.b64")
+    }
+
+    fn auto(bytes: &[u8]) -> Result<Payload<'_>, PayloadError> {
+        detect(bytes, Encoding::Auto, None)
+    }
+
+    fn auto_err(bytes: &[u8]) -> PayloadError {
+        auto(bytes).unwrap_err()
+    }
+
+    fn forced_err(bytes: &[u8], encoding: Encoding) -> PayloadError {
+        detect(bytes, encoding, None).unwrap_err()
+    }
+
+    /// The offset of the first occurrence of `needle` in `haystack`.
+    fn find(haystack: &[u8], needle: &[u8]) -> usize {
+        haystack
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap()
+    }
+
+    /// Replaces the byte at `offset` by `with`.
+    fn spliced(bytes: &[u8], offset: usize, with: &[u8]) -> Vec<u8> {
+        [&bytes[..offset], with, &bytes[offset + 1..]].concat()
+    }
+
+    #[test]
+    fn every_encoded_fixture_decodes_to_its_frame_in_auto_and_forced_mode() {
+        let cases = [
+            ("photo-640x480.b64", Encoding::Base64, Detected::Base64),
+            ("photo-640x480.mime.b64", Encoding::Base64, Detected::Base64),
+            (
+                "photo-640x480.urlsafe.b64",
+                Encoding::Base64,
+                Detected::Base64,
+            ),
+            (
+                "photo-640x480.datauri.txt",
+                Encoding::DataUri,
+                Detected::DataUri,
+            ),
+            ("photo-640x480.json", Encoding::Json, Detected::Json),
+            ("seed-frame.mime.b64", Encoding::Base64, Detected::Base64),
+            ("seed-frame.urlsafe.b64", Encoding::Base64, Detected::Base64),
+            (
+                "seed-frame.datauri.txt",
+                Encoding::DataUri,
+                Detected::DataUri,
+            ),
+            ("seed-frame.json", Encoding::Json, Detected::Json),
+        ];
+        let (photo, seed) = (photo(), seed());
+        for (file, forced, detected) in cases {
+            let bytes = fixture(&format!("encoded/{file}"));
+            let frame = if file.starts_with("photo") {
+                &photo
+            } else {
+                &seed
+            };
+            for encoding in [Encoding::Auto, forced] {
+                let payload = detect(&bytes, encoding, None)
+                    .unwrap_or_else(|e| panic!("{file} ({encoding:?}): {e}"));
+                assert_eq!(payload.encoding, detected, "{file}");
+                assert!(matches!(payload.image, Cow::Owned(_)), "{file}");
+                assert!(payload.image[..] == frame[..], "{file} ({encoding:?})");
+            }
+        }
+        let text = seed_b64();
+        let payload = auto(&text).unwrap();
+        assert_eq!(
+            (payload.encoding, &payload.image[..]),
+            (Detected::Base64, &seed[..])
+        );
+    }
+
+    #[test]
+    fn raw_jpeg_and_png_are_borrowed_as_is() {
+        for file in [
+            "frames/photo-640x480.jpg",
+            "frames/photo-640x480.png",
+            "seed/seed-frame.jpg",
+        ] {
+            let bytes = fixture(file);
+            for encoding in [Encoding::Auto, Encoding::Raw] {
+                let payload = detect(&bytes, encoding, Some("image")).unwrap();
+                assert_eq!(payload.encoding, Detected::Raw);
+                let Cow::Borrowed(image) = payload.image else {
+                    panic!("{file} was copied")
+                };
+                assert!(std::ptr::eq(image, &bytes[..]), "{file}");
+                assert_eq!((payload.json_field, payload.meta), (None, None));
+            }
+        }
+    }
+
+    #[test]
+    fn forced_raw_takes_any_non_empty_bytes_as_they_are() {
+        let bytes = seed_b64();
+        let payload = detect(&bytes, Encoding::Raw, None).unwrap();
+        assert!(matches!(payload.image, Cow::Borrowed(b) if b == &bytes[..]));
+        assert_eq!(payload.encoding, Detected::Raw);
+        let payload = detect(b"  \n", Encoding::Raw, None).unwrap();
+        assert_eq!(&payload.image[..], b"  \n");
+    }
+
+    #[test]
+    fn invalid_chars_fixture_names_the_first_bad_char_and_its_offset() {
+        let bytes = fixture("bad/invalid-chars.b64");
+        let offset = bytes.iter().position(|&b| b == b'!').unwrap();
+        let alphabet = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/');
+        assert!(bytes[..offset].iter().all(alphabet));
+        for encoding in [Encoding::Auto, Encoding::Base64] {
+            let err = forced_err(&bytes, encoding);
+            assert_eq!(
+                err,
+                PayloadError::InvalidChar {
+                    at: Location::Payload,
+                    found: Found::Char('!'),
+                    offset,
+                }
+            );
+            let message = err.to_string();
+            assert!(message.contains("'!'"), "{message}");
+            assert!(message.contains(&format!("offset {offset}")), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_non_ascii_char_is_named_as_its_utf8_char() {
+        let bytes = fixture("bad/invalid-chars.b64");
+        let offset = find(&bytes, "é".as_bytes());
+        // Keep everything up to the 'é', minus the earlier invalid chars, then a clean tail.
+        let head: Vec<u8> = bytes[..offset]
+            .iter()
+            .copied()
+            .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/'))
+            .collect();
+        let payload = [&head[..], "é".as_bytes(), b"QUJD"].concat();
+        let err = auto_err(&payload);
+        assert_eq!(
+            err,
+            PayloadError::InvalidChar {
+                at: Location::Payload,
+                found: Found::Char('é'),
+                offset: head.len(),
+            }
+        );
+        assert!(err.to_string().contains("character 'é'"), "{err}");
+    }
+
+    #[test]
+    fn forcing_base64_on_a_raw_jpeg_names_the_first_byte() {
+        let err = forced_err(&seed(), Encoding::Base64);
+        assert_eq!(
+            err,
+            PayloadError::InvalidChar {
+                at: Location::Payload,
+                found: Found::Byte(0xff),
+                offset: 0,
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "invalid base64: byte 0xff (not UTF-8) at offset 0"
+        );
+    }
+
+    #[test]
+    fn bad_padding_fixture_reports_its_data_char_count() {
+        let bytes = fixture("bad/bad-padding.b64");
+        assert_eq!(bytes.len() % 4, 1);
+        let err = auto_err(&bytes);
+        assert_eq!(
+            err,
+            PayloadError::BadLength {
+                at: Location::Payload,
+                data_chars: bytes.len(),
+            }
+        );
+        assert!(err.to_string().contains("3469 data characters"), "{err}");
+        // Line breaks do not count as data characters.
+        let wrapped: Vec<u8> = bytes
+            .chunks(76)
+            .flat_map(|line| [line, b"\r\n"].concat())
+            .collect();
+        assert_eq!(auto_err(&wrapped), err);
+    }
+
+    #[test]
+    fn padding_is_optional_but_must_end_the_data() {
+        let padded = fixture("encoded/photo-640x480.b64");
+        assert!(padded.ends_with(b"="));
+        let unpadded = padded.trim_ascii_end().strip_suffix(b"=").unwrap();
+        assert_eq!(auto(unpadded).unwrap().image[..], photo()[..]);
+        assert_eq!(
+            auto_err(b"QUJD=QUJD"),
+            PayloadError::MisplacedPadding {
+                at: Location::Payload,
+                offset: 4,
+            }
+        );
+        assert_eq!(
+            auto_err(b"QUJDRA===="),
+            PayloadError::MisplacedPadding {
+                at: Location::Payload,
+                offset: 6,
+            }
+        );
+        let offset = padded.len() - 1;
+        let err = auto_err(&[&padded[..], b"QQ"].concat());
+        assert_eq!(
+            err,
+            PayloadError::MisplacedPadding {
+                at: Location::Payload,
+                offset,
+            }
+        );
+    }
+
+    #[test]
+    fn non_zero_unused_bits_in_the_last_char_are_rejected() {
+        // "QUI=" is "AB"; 'J' differs from 'I' only in bits that no output byte holds.
+        assert_eq!(&auto(b"QUI=").unwrap().image[..], b"AB");
+        assert_eq!(
+            auto_err(b"QUJ="),
+            PayloadError::TrailingBits {
+                at: Location::Payload,
+                found: Found::Char('J'),
+                offset: 2,
+            }
+        );
+    }
+
+    #[test]
+    fn mime_wrapped_offsets_count_the_removed_line_breaks() {
+        let bytes = fixture("encoded/photo-640x480.mime.b64");
+        let offset = 76 * 10 + 10 + 5; // line 11, after 10 LFs
+        assert!(bytes[offset].is_ascii_alphanumeric());
+        let err = auto_err(&spliced(&bytes, offset, b"*"));
+        assert_eq!(
+            err,
+            PayloadError::InvalidChar {
+                at: Location::Payload,
+                found: Found::Char('*'),
+                offset,
+            }
+        );
+    }
+
+    #[test]
+    fn a_dangling_last_byte_does_not_hide_an_earlier_invalid_char() {
+        // 33 characters (1 mod 4) whose last one is invalid too: the first one is reported.
+        let text = b"QUJDQUJDQUJDQUJDQUJD#QUJDQUJDQUJ!";
+        assert_eq!(text.len() % 4, 1);
+        assert_eq!(
+            auto_err(text),
+            PayloadError::InvalidChar {
+                at: Location::Payload,
+                found: Found::Char('#'),
+                offset: 20,
+            }
+        );
+        let text = b"QUJDQUJDQUJDQUJDQUJDQUJDQUJDQUJ!";
+        assert!(matches!(
+            auto_err(&[&text[..], b"A"].concat()),
+            PayloadError::InvalidChar {
+                found: Found::Char('!'),
+                offset: 31,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn mixing_standard_and_url_safe_alphabets_is_rejected() {
+        let standard = seed_b64();
+        let slash = standard.iter().position(|&b| b == b'/').unwrap();
+        let offset = 2000;
+        assert!(standard[offset].is_ascii_alphanumeric());
+        let mixed = spliced(&standard, offset, b"_");
+        let err = auto_err(&mixed);
+        assert_eq!(
+            err,
+            PayloadError::MixedAlphabets {
+                at: Location::Payload,
+                standard: Found::Char('/'),
+                standard_offset: slash,
+                url_safe: Found::Char('_'),
+                url_safe_offset: offset,
+            }
+        );
+        assert!(err.to_string().contains("'/' at offset"), "{err}");
+        // The url-safe fixture with one standard character spliced in.
+        let url_safe = fixture("encoded/seed-frame.urlsafe.b64");
+        let first_url = url_safe
+            .iter()
+            .position(|&b| b == b'-' || b == b'_')
+            .unwrap();
+        let mixed = spliced(&url_safe, 3000, b"+");
+        assert!(matches!(
+            auto_err(&mixed),
+            PayloadError::MixedAlphabets { standard_offset: 3000, url_safe_offset, .. }
+                if url_safe_offset == first_url
+        ));
+    }
+
+    #[test]
+    fn empty_and_whitespace_only_payloads_fail_in_every_mode() {
+        let empty = fixture("bad/empty.jpg");
+        for encoding in [
+            Encoding::Auto,
+            Encoding::Raw,
+            Encoding::Base64,
+            Encoding::DataUri,
+            Encoding::Json,
+        ] {
+            assert_eq!(forced_err(&empty, encoding), PayloadError::Empty);
+            if encoding != Encoding::Raw {
+                assert_eq!(
+                    forced_err(b" \r\n\t ", encoding),
+                    PayloadError::WhitespaceOnly { len: 5 }
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn random_binary_is_unrecognized_and_shows_its_first_bytes() {
+        let bytes = fixture("bad/random-65536.bin");
+        let err = auto_err(&bytes);
+        let PayloadError::Unrecognized { len, head, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*len, 65536);
+        assert!(head.starts_with(&format!("{:02x} {:02x}", bytes[0], bytes[1])));
+        let message = err.to_string();
+        assert!(message.contains("65536 bytes starting"), "{message}");
+        assert!(
+            message.contains("not JPEG, PNG, a data URI, JSON or base64"),
+            "{message}"
+        );
+        // A long base64 text with an error deep inside is base64 all the same.
+        assert!(matches!(
+            auto_err(&[&seed_b64()[..], b"\x00"].concat()),
+            PayloadError::InvalidChar {
+                offset: 3472,
+                found: Found::Char('\0'),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn data_uri_must_name_an_image_mime_type() {
+        let bytes = fixture("encoded/seed-frame.datauri.txt");
+        let comma = find(&bytes, b",");
+        let text = [&b"data:text/plain;base64"[..], &bytes[comma..]].concat();
+        let err = auto_err(&text);
+        assert_eq!(
+            err,
+            PayloadError::NotImageMime {
+                at: Location::Payload,
+                mime: "text/plain".to_owned(),
+            }
+        );
+        assert!(
+            err.to_string()
+                .contains("\"text/plain\", not an image type"),
+            "{err}"
+        );
+        let upper = [&b"DATA:Image/PNG;name=x.png;BASE64"[..], &bytes[comma..]].concat();
+        assert_eq!(auto(&upper).unwrap().image[..], seed()[..]);
+    }
+
+    #[test]
+    fn malformed_data_uris_say_what_is_wrong() {
+        let cases: [(&[u8], Encoding, &str); 4] = [
+            (b"data:image/jpeg,%FF%D8", Encoding::Auto, "not base64"),
+            (
+                b"data:image/jpeg;base64,  \n",
+                Encoding::Auto,
+                "no data after",
+            ),
+            (b"data:image/jpeg;base64", Encoding::Auto, "no ','"),
+            (
+                b"/9j/4AAQ",
+                Encoding::DataUri,
+                "does not start with \"data:\"",
+            ),
+        ];
+        for (bytes, encoding, expected) in cases {
+            let err = forced_err(bytes, encoding);
+            assert!(matches!(err, PayloadError::BadDataUri { .. }), "{err:?}");
+            assert!(err.to_string().contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn data_uri_offsets_count_from_the_start_of_the_payload() {
+        let bytes = fixture("encoded/photo-640x480.datauri.txt");
+        let offset = find(&bytes, b",") + 1000;
+        let err = auto_err(&spliced(&bytes, offset, b"!"));
+        assert_eq!(
+            err,
+            PayloadError::InvalidChar {
+                at: Location::Payload,
+                found: Found::Char('!'),
+                offset,
+            }
+        );
+    }
+
+    #[test]
+    fn json_envelope_keeps_its_other_fields_as_meta_in_order() {
+        let bytes = fixture("encoded/seed-frame.json");
+        let payload = auto(&bytes).unwrap();
+        assert_eq!(payload.encoding, Detected::Json);
+        assert_eq!(payload.json_field.as_deref(), Some("image"));
+        let meta = payload.meta.unwrap();
+        assert_eq!(meta.keys().collect::<Vec<_>>(), ["camera", "ts"]);
+        assert_eq!(meta["camera"], "door");
+        assert_eq!(meta["ts"], 1_700_000_000);
+        assert!(!meta.contains_key("image"));
+    }
+
+    #[test]
+    fn a_configured_json_field_is_used_and_the_others_are_meta() {
+        let b64 = String::from_utf8(seed_b64()).unwrap();
+        let text = format!(r#"{{"a":1,"pic":"{b64}","image":5,"z":true}}"#);
+        let payload = detect(text.as_bytes(), Encoding::Json, Some("pic")).unwrap();
+        assert_eq!(payload.image[..], seed()[..]);
+        assert_eq!(payload.json_field.as_deref(), Some("pic"));
+        let meta = payload.meta.unwrap();
+        assert_eq!(meta.keys().collect::<Vec<_>>(), ["a", "image", "z"]);
+        let err = detect(text.as_bytes(), Encoding::Auto, Some("photo")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"JSON object has no field "photo"; its fields are "a", "pic", "image", "z""#
+        );
+    }
+
+    #[test]
+    fn probing_takes_the_first_listed_field_then_ignores_ascii_case() {
+        let b64 = String::from_utf8(seed_b64()).unwrap();
+        let text = format!(r#"{{"frame":"@@","snapshot":"{b64}","ts":1}}"#);
+        let payload = auto(text.as_bytes()).unwrap();
+        assert_eq!(payload.json_field.as_deref(), Some("snapshot"));
+        let text = format!(r#"{{"ts":1,"imageBase64":"{b64}"}}"#);
+        let payload = auto(text.as_bytes()).unwrap();
+        assert_eq!(payload.json_field.as_deref(), Some("imageBase64"));
+        assert_eq!(payload.image[..], seed()[..]);
+    }
+
+    #[test]
+    fn a_json_field_may_hold_a_data_uri() {
+        let uri = String::from_utf8(fixture("encoded/seed-frame.datauri.txt")).unwrap();
+        let text = format!(r#"{{"img":"{uri}","camera":"door"}}"#);
+        let payload = auto(text.as_bytes()).unwrap();
+        assert_eq!(payload.encoding, Detected::Json);
+        assert_eq!(payload.json_field.as_deref(), Some("img"));
+        assert_eq!(payload.image[..], seed()[..]);
+        let offset = find(uri.as_bytes(), b",") + 7;
+        let bad = String::from_utf8(spliced(uri.as_bytes(), offset, b"%")).unwrap();
+        let text = format!(r#"{{"img":"{bad}"}}"#);
+        let err = auto_err(text.as_bytes());
+        assert_eq!(
+            err,
+            PayloadError::InvalidChar {
+                at: Location::JsonField("img".to_owned()),
+                found: Found::Char('%'),
+                offset,
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("invalid base64: character '%' at offset {offset} in JSON field \"img\"")
+        );
+    }
+
+    #[test]
+    fn json_field_offsets_count_in_the_unescaped_string() {
+        let bytes = fixture("encoded/seed-frame.json");
+        let start = find(&bytes, br#""image":""#) + 9;
+        let err = auto_err(&spliced(&bytes, start + 100, b"!"));
+        assert_eq!(
+            err,
+            PayloadError::InvalidChar {
+                at: Location::JsonField("image".to_owned()),
+                found: Found::Char('!'),
+                offset: 100,
+            }
+        );
+        // JSON escapes are undone first: "\/" is '/', and "\n" is a line break to skip.
+        let escaped = String::from_utf8(seed_b64())
+            .unwrap()
+            .replace('/', "\\/")
+            .replacen('A', "\\nA", 3);
+        let text = format!(r#"{{"image":"{escaped}"}}"#);
+        assert_eq!(auto(text.as_bytes()).unwrap().image[..], seed()[..]);
+    }
+
+    #[test]
+    fn json_envelope_errors_name_types_and_fields() {
+        let cases: [(&str, &str); 7] = [
+            (
+                "[1,2]",
+                "JSON top-level value is an array, expected an object",
+            ),
+            (
+                r#""/9j/4AAQ""#,
+                "JSON top-level value is a string, expected an object",
+            ),
+            (
+                r#"{"image":42}"#,
+                "JSON field \"image\" is a number, expected a string holding base64 or a data URI",
+            ),
+            (r#"{"data":null}"#, "JSON field \"data\" is null"),
+            (
+                r#"{"image":" \n"}"#,
+                "no base64 data in JSON field \"image\"",
+            ),
+            (
+                r#"{"camera":"door","ts":1}"#,
+                r#"JSON object has none of the fields "image", "imagebase64", "img", "data", "snapshot", "frame" (set json_field to name another); its fields are "camera", "ts""#,
+            ),
+            ("{}", "its fields are none (empty object)"),
+        ];
+        for (text, expected) in cases {
+            let err = auto_err(text.as_bytes());
+            assert!(err.to_string().contains(expected), "{text}: {err}");
+        }
+        let many: Vec<String> = (0..20).map(|i| format!(r#""f{i}":{i}"#)).collect();
+        let err = auto_err(format!("{{{}}}", many.join(",")).as_bytes());
+        assert!(err.to_string().ends_with(r#""f7" and 12 more"#), "{err}");
+    }
+
+    #[test]
+    fn invalid_json_reports_the_parser_position() {
+        let bytes = fixture("encoded/seed-frame.json");
+        let cut = &bytes[..bytes.len() - 10];
+        let err = auto_err(cut);
+        let PayloadError::InvalidJson { len, error, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*len, cut.len());
+        assert!(error.contains("EOF while parsing"), "{error}");
+        assert!(matches!(
+            forced_err(b"not json", Encoding::Json),
+            PayloadError::InvalidJson { .. }
+        ));
+    }
+
+    #[test]
+    fn python_bytes_repr_is_called_out() {
+        let b64 = String::from_utf8(seed_b64()).unwrap();
+        for text in [format!("b'{b64}'"), format!("b\"{b64}\"\n")] {
+            for encoding in [Encoding::Auto, Encoding::Base64] {
+                let err = forced_err(text.as_bytes(), encoding);
+                assert!(
+                    matches!(
+                        err,
+                        PayloadError::PythonBytesRepr {
+                            at: Location::Payload,
+                            ..
+                        }
+                    ),
+                    "{err:?}"
+                );
+                let message = err.to_string();
+                assert!(message.starts_with("looks like a Python bytes repr (b'...')"));
+                assert!(message.contains("published str(bytes) instead of the bytes"));
+            }
+        }
+        let text = format!(r#"{{"ts":1,"image":"b'{b64}'"}}"#);
+        assert!(matches!(
+            auto_err(text.as_bytes()),
+            PayloadError::PythonBytesRepr { at: Location::JsonField(f), .. } if f == "image"
+        ));
+        // Merely starting with "b'" is not enough.
+        assert!(matches!(
+            auto_err(b"b'QUJD"),
+            PayloadError::Unrecognized { .. }
+        ));
+    }
+
+    #[test]
+    fn messages_are_one_lowercase_line_without_a_trailing_period() {
+        let uri = b"data:text/plain;base64,QUJD";
+        let errors = [
+            auto_err(b""),
+            auto_err(b"  "),
+            auto_err(&fixture("bad/random-65536.bin")),
+            auto_err(&fixture("bad/invalid-chars.b64")),
+            auto_err(&fixture("bad/bad-padding.b64")),
+            auto_err(b"QUJD=QUJD"),
+            auto_err(b"QUJ="),
+            auto_err(b"b'QUJD'"),
+            auto_err(uri),
+            auto_err(b"data:image/png;base64"),
+            auto_err(b"{\"a\": \n"),
+            auto_err(b"[]"),
+            auto_err(b"{\"image\":{}}"),
+            auto_err(b"{\"x\":\"a\\nb\"}"),
+            forced_err(&seed(), Encoding::Base64),
+        ];
+        for err in errors {
+            let message = err.to_string();
+            assert!(!message.starts_with("payload"), "{message}");
+            let first = message.chars().next().unwrap();
+            assert!(
+                !first.is_uppercase() || message.starts_with("JSON"),
+                "{message}"
+            );
+            assert!(!message.ends_with('.'), "{message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The daemon's wiring: build everything that can fail first ([`App::build`]), then run until the
+//! shutdown future resolves ([`App::run`]).
+//!
+//! ```text
+//! broker → mqtt::Poller ─events (EVENTS_QUEUE)→ Delivery ─jobs (pipeline.queue_frames)→ workers×N
+//!                                                  ↑ ←──────── outcomes (bounded) ────────┘
+//!                                                  └→ records + acks → client → broker
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rumqttc::{AsyncClient, EventLoop};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::delivery::{Delivery, Summary};
+use crate::metrics::Metrics;
+use crate::mqtt::{self, Poller};
+use crate::pipeline::{self, Context};
+
+/// Events between the poll task and the delivery task. Small: a frame in here holds its payload.
+const EVENTS_QUEUE: usize = 32;
+/// How long the poll task gets to send the final DISCONNECT after delivery ends.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct App {
+    settings: Settings,
+    client: AsyncClient,
+    eventloop: EventLoop,
+    metrics: Arc<Metrics>,
+}
+
+impl App {
+    /// Validates what can be checked before connecting: the output folder, the broker address.
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        if let Some(dir) = &settings.output.dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create output.dir {}", dir.display()))?;
+            let probe = dir.join(".mqimg-write-test");
+            std::fs::write(&probe, b"")
+                .with_context(|| format!("output.dir {} is not writable", dir.display()))?;
+            let _ = std::fs::remove_file(probe);
+        }
+        if settings.subscriptions.is_empty() {
+            tracing::warn!("no [[subscriptions]] configured: mqimg will receive nothing");
+        }
+        let (client, eventloop) = mqtt::connect(&settings)?;
+        Ok(Self {
+            settings,
+            client,
+            eventloop,
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
+
+    /// The counters, for tests and the summary.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Runs until `shutdown` resolves, then drains in-flight frames (within
+    /// `pipeline.shutdown_grace_secs`) and disconnects.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<Summary> {
+        let App {
+            settings,
+            client,
+            eventloop,
+            metrics,
+        } = self;
+        let workers = settings.decode.worker_count();
+        let context = Arc::new(Context::new(&settings, Arc::clone(&metrics)));
+        let (jobs, done, workers) =
+            pipeline::spawn(workers, settings.pipeline.queue_frames, Arc::clone(&context))
+                .context("cannot start decode workers")?;
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENTS_QUEUE);
+        let stop = CancellationToken::new();
+        let poller = Poller {
+            eventloop,
+            events: events_tx,
+            metrics: Arc::clone(&metrics),
+            filters: settings.subscriptions.iter().map(|s| s.topic.clone()).collect(),
+            url: settings.broker.url.clone(),
+            backoff_min: Duration::from_millis(settings.broker.reconnect_min_ms),
+            backoff_max: Duration::from_millis(settings.broker.reconnect_max_ms),
+            shutdown: stop.clone(),
+        };
+        let mut poll_task = tokio::spawn(poller.run());
+        let summary_task = (settings.log.summary_secs > 0).then(|| {
+            let metrics = Arc::clone(&metrics);
+            let every = Duration::from_secs(settings.log.summary_secs);
+            tokio::spawn(async move { metrics.log_summaries(every).await })
+        });
+        let delivery = Delivery::new(&settings, client, jobs, context, Arc::clone(&metrics));
+        let grace = Duration::from_secs(settings.pipeline.shutdown_grace_secs);
+        let stop_on_signal = stop.clone();
+        let signal_task = tokio::spawn(async move {
+            shutdown.await;
+            stop_on_signal.cancel();
+        });
+        let summary = delivery.run(events_rx, done, stop.clone(), grace).await;
+        stop.cancel();
+        if tokio::time::timeout(DISCONNECT_TIMEOUT, &mut poll_task).await.is_err() {
+            tracing::warn!("the broker did not take the DISCONNECT in time");
+            poll_task.abort();
+        }
+        signal_task.abort();
+        if let Some(task) = summary_task {
+            task.abort();
+        }
+        // Workers exit once their queue is empty; the delivery task already dropped its sender.
+        tokio::task::spawn_blocking(move || workers.join()).await.ok();
+        if summary.unfinished > 0 {
+            tracing::warn!(
+                unfinished = summary.unfinished,
+                deadline_hit = summary.deadline_hit,
+                "frames left unacked for the broker to redeliver"
+            );
+        }
+        tracing::info!(
+            received = crate::metrics::Metrics::get(&metrics.received),
+            ok = crate::metrics::Metrics::get(&metrics.ok),
+            failed = metrics.failed(),
+            "stopped"
+        );
+        Ok(summary)
+    }
+}

@@ -1,0 +1,203 @@
+//! `mqimg publish` against a private broker, and the harness's broker restart.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use mqimg::cli::{PublishArgs, PublishEncoding};
+use rumqttc::QoS;
+
+use crate::support::{
+    Broker, Message, Subscriber, SubscriberOptions, fixture, fixture_path, free_port, publish_once,
+    with_timeout,
+};
+
+const PHOTO: &str = "frames/photo-640x480.jpg";
+const RECV_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn args(broker: &str, topic: &str, encoding: PublishEncoding, count: u64) -> PublishArgs {
+    PublishArgs {
+        broker: broker.to_owned(),
+        topic: topic.to_owned(),
+        encoding,
+        qos: 1,
+        count,
+        rate: None,
+        client_id: None,
+        files: vec![fixture_path(PHOTO)],
+    }
+}
+
+/// Publishes the photo 3 times with `encoding` and returns exactly what a subscriber got.
+async fn publish_three(encoding: PublishEncoding) -> Vec<Message> {
+    let broker = Broker::new();
+    let topic = "cams/door";
+    let mut subscriber = Subscriber::connect(&broker.url(), topic, QoS::AtLeastOnce).await;
+
+    let args = args(&broker.url(), topic, encoding, 3);
+    with_timeout(30, "mqimg publish", mqimg::publish::run(&args))
+        .await
+        .expect("publishing succeeds");
+
+    let messages = subscriber.recv_n(3, RECV_TIMEOUT).await;
+    // Published after run() returned (all 3 acknowledged): if the next message is this one, there were 3.
+    publish_once(&broker.url(), topic, "end", QoS::AtLeastOnce).await;
+    let next = subscriber.recv(RECV_TIMEOUT).await;
+    assert_eq!(
+        next.payload, b"end",
+        "a 4th message arrived before the end marker"
+    );
+    for message in &messages {
+        assert_eq!(message.topic, topic);
+    }
+    messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_base64_delivers_each_copy_as_the_padded_standard_encoding() {
+    let photo = fixture(PHOTO);
+    for message in publish_three(PublishEncoding::Base64).await {
+        let decoded = STANDARD
+            .decode(&message.payload)
+            .expect("payload is standard base64");
+        assert_eq!(decoded, photo);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_raw_delivers_the_file_bytes_unchanged() {
+    let photo = fixture(PHOTO);
+    for message in publish_three(PublishEncoding::Raw).await {
+        assert!(
+            message.payload == photo,
+            "raw payload differs from the file"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_data_uri_delivers_a_jpeg_data_uri_of_the_file() {
+    let photo = fixture(PHOTO);
+    for message in publish_three(PublishEncoding::DataUri).await {
+        let text = String::from_utf8(message.payload).expect("a data URI is text");
+        let encoded = text
+            .strip_prefix("data:image/jpeg;base64,")
+            .unwrap_or_else(|| panic!("unexpected prefix: {:.40}", text));
+        let decoded = STANDARD.decode(encoded).expect("base64 after the prefix");
+        assert_eq!(decoded, photo);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_json_delivers_envelopes_with_camera_sequence_and_image() {
+    let photo = fixture(PHOTO);
+    let messages = publish_three(PublishEncoding::Json).await;
+    let mut seqs = Vec::new();
+    for message in messages {
+        let envelope: serde_json::Value =
+            serde_json::from_slice(&message.payload).expect("payload is JSON");
+        assert_eq!(envelope["camera"], "cams/door");
+        assert!(envelope["ts"].is_u64(), "ts is unix milliseconds");
+        seqs.push(envelope["seq"].as_u64().expect("seq is a number"));
+        let image = envelope["image"].as_str().expect("image is a string");
+        assert_eq!(STANDARD.decode(image).expect("image is base64"), photo);
+    }
+    assert_eq!(seqs, [0, 1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_cycles_through_files_in_turn() {
+    let broker = Broker::new();
+    let topic = "cams/yard";
+    let mut subscriber = Subscriber::connect(&broker.url(), topic, QoS::AtLeastOnce).await;
+    let mut args = args(&broker.url(), topic, PublishEncoding::Raw, 2);
+    args.files = vec![
+        fixture_path(PHOTO),
+        fixture_path("frames/photo-640x480.png"),
+    ];
+    args.qos = 2;
+    with_timeout(30, "mqimg publish", mqimg::publish::run(&args))
+        .await
+        .expect("publishing succeeds");
+
+    let (jpeg, png) = (fixture(PHOTO), fixture("frames/photo-640x480.png"));
+    let payloads: Vec<_> = subscriber
+        .recv_n(4, RECV_TIMEOUT)
+        .await
+        .into_iter()
+        .map(|message| message.payload)
+        .collect();
+    assert!(
+        payloads == [jpeg.clone(), png.clone(), jpeg, png],
+        "files not published in turn"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_to_a_port_where_nothing_listens_fails_quickly() {
+    let url = format!("mqtt://127.0.0.1:{}", free_port());
+    let args = args(&url, "cams/door", PublishEncoding::Base64, 1);
+    let error = with_timeout(
+        15,
+        "mqimg publish to a closed port",
+        mqimg::publish::run(&args),
+    )
+    .await
+    .expect_err("nothing listens there");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains(&format!("cannot connect to broker at {url}")),
+        "unexpected error: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harness_restarts_the_broker_on_the_same_port_with_its_persistence() {
+    let mut broker = Broker::new();
+    let port = broker.port();
+    let url = broker.url();
+    let topic = "cams/restart";
+    let persistent = SubscriberOptions {
+        client_id: Some(String::from("it-restart-subscriber")),
+        clean_session: false,
+        ..SubscriberOptions::default()
+    };
+    // A persistent session that is offline while a QoS 1 message arrives: the broker queues it.
+    Subscriber::connect_with(&url, topic, QoS::AtLeastOnce, persistent.clone())
+        .await
+        .disconnect()
+        .await;
+    publish_once(&url, topic, "queued", QoS::AtLeastOnce).await;
+
+    broker.stop();
+    assert!(!broker.is_running());
+    assert!(
+        broker.dir().join("mosquitto.db").is_file(),
+        "no persistence file after stop; log:\n{}",
+        broker.log()
+    );
+    broker.start();
+    assert_eq!(broker.port(), port);
+
+    let mut subscriber = Subscriber::connect_with(&url, topic, QoS::AtLeastOnce, persistent).await;
+    let message = subscriber.recv(RECV_TIMEOUT).await;
+    assert_eq!(message.payload, b"queued", "log:\n{}", broker.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zz_probe() {
+    let broker = Broker::new();
+    let mut subscriber = Subscriber::connect(&broker.url(), "p", QoS::AtLeastOnce).await;
+    for (qos, enc, count, rate) in [(1u8, PublishEncoding::Base64, 300u64, None), (0, PublishEncoding::Raw, 300, None), (2, PublishEncoding::Json, 300, None), (1, PublishEncoding::Raw, 20, Some(50.0))] {
+        let mut a = args(&broker.url(), "p", enc, count);
+        a.qos = qos;
+        a.rate = rate;
+        a.files.push(fixture_path("frames/photo-3840x2160.jpg"));
+        mqimg::publish::run(&a).await.expect("ok");
+        subscriber.recv_n(2 * count as usize, Duration::from_secs(60)).await;
+    }
+    let e = mqimg::publish::run(&args("mqtt://10.255.255.1:1", "p", PublishEncoding::Raw, 1)).await.expect_err("x");
+    eprintln!("{e:#}");
+    let e = mqimg::publish::run(&args("mqtt://localhost:1", "p", PublishEncoding::Raw, 1)).await.expect_err("x");
+    eprintln!("{e:#}");
+}

@@ -1,0 +1,35 @@
+//! Test harness: a private Mosquitto broker per test, MQTT test clients, timeouts and fixtures.
+
+// Each test module uses a different subset of these helpers (and their re-exports), so which ones are
+// unused changes as tests come and go; `expect` would break on every such change.
+#![allow(dead_code, unused_imports)]
+
+mod broker;
+mod client;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use broker::{Broker, BrokerOptions, free_port};
+pub use client::{MAX_PACKET_BYTES, Message, Subscriber, SubscriberOptions, publish_once};
+
+/// Awaits `fut`, panicking with `what` if it takes longer than `secs` seconds, so a hung test fails.
+pub async fn with_timeout<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {secs} s: {what}"),
+    }
+}
+
+/// The bytes of `fixtures/<path>`.
+pub fn fixture(path: &str) -> Vec<u8> {
+    let full = format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&full).unwrap_or_else(|e| panic!("reading fixture {full}: {e}"))
+}
+
+/// The path of `fixtures/<path>`.
+pub fn fixture_path(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(path)
+}
