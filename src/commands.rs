@@ -35,20 +35,13 @@ pub fn decode(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
             (Record::Success(Box::new(processed.record)), ExitCode::SUCCESS)
         }
         Err(failure) => {
-            eprintln!("mqimg: {}: {}", stage_name(&failure), failure.error);
+            eprintln!("mqimg: {}: {}", failure.stage, failure.error);
             (Record::Failure(failure), ExitCode::from(EXIT_REJECTED))
         }
     };
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "{}", record.to_json()).context("cannot write to stdout")?;
     Ok(status)
-}
-
-fn stage_name(failure: &crate::record::Failure) -> String {
-    serde_json::to_value(failure.stage)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 fn read_input(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub connected: AtomicBool,
     /// Successful connections (the first one included).
     pub connections: AtomicU64,
+    /// SUBACKs received that granted every subscription: a test or probe waits on it for readiness.
+    pub subscribed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Metrics {

@@ -169,6 +169,9 @@ impl Poller {
     }
 
     fn log_suback(&self, codes: &[SubscribeReasonCode]) {
+        if codes.iter().all(|c| matches!(c, SubscribeReasonCode::Success(_))) {
+            self.metrics.subscribed.send_modify(|n| *n += 1);
+        }
         for (filter, code) in self.filters.iter().zip(codes) {
             match code {
                 SubscribeReasonCode::Success(qos) => {

@@ -239,6 +239,11 @@ fn base64_engine(url_safe: bool) -> Base64Engine {
 ///
 /// `json_field` names the envelope field holding the image; when `None`, [`PROBED_FIELDS`] are
 /// probed.
+///
+/// # Errors
+///
+/// When the payload is empty or, unless `encoding` is [`Encoding::Raw`], holds no image bytes in
+/// the expected (or any detected) form. See [`PayloadError`].
 pub fn detect<'a>(
     bytes: &'a [u8],
     encoding: Encoding,
@@ -503,17 +508,54 @@ fn is_base64_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
+/// Whether `text` holds base64 whitespace. No early exit inside a block, so that it vectorises.
+fn has_base64_space(text: &[u8]) -> bool {
+    text.chunks(64).any(|block| {
+        block
+            .iter()
+            .fold(false, |seen, &b| seen | is_base64_space(b))
+    })
+}
+
+/// The offset of the first base64 whitespace byte in `text`, or its length. Skips clean 16-byte
+/// blocks with a vectorised check first.
+fn next_base64_space(text: &[u8]) -> usize {
+    let mut start = 0;
+    for block in text.chunks_exact(16) {
+        if block
+            .iter()
+            .fold(false, |seen, &b| seen | is_base64_space(b))
+        {
+            break;
+        }
+        start += 16;
+    }
+    text[start..]
+        .iter()
+        .position(|&b| is_base64_space(b))
+        .map_or(text.len(), |run| start + run)
+}
+
+/// `text` without its base64 whitespace, copied run by run.
+fn strip_base64_space(mut text: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(text.len());
+    loop {
+        let run = next_base64_space(text);
+        data.extend_from_slice(&text[..run]);
+        match text.get(run + 1..) {
+            Some(rest) => text = rest,
+            None => return data,
+        }
+    }
+}
+
 /// Decodes standard or URL-safe base64, padding optional, whitespace ignored.
 ///
 /// Text without whitespace goes to the SIMD decoder as is; only text with whitespace is copied
-/// (run by run) without it.
+/// without it.
 fn decode_base64(text: &[u8]) -> Result<Vec<u8>, Base64Fail> {
-    let data: Cow<'_, [u8]> = if text.iter().any(|&b| is_base64_space(b)) {
-        let mut data = Vec::with_capacity(text.len());
-        for run in text.split(|&b| is_base64_space(b)) {
-            data.extend_from_slice(run);
-        }
-        Cow::Owned(data)
+    let data: Cow<'_, [u8]> = if has_base64_space(text) {
+        Cow::Owned(strip_base64_space(text))
     } else {
         Cow::Borrowed(text)
     };

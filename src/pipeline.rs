@@ -146,7 +146,7 @@ impl Context {
         let topic = failure.topic.clone().unwrap_or_default();
         tracing::warn!(
             topic = %topic,
-            stage = ?failure.stage,
+            stage = %failure.stage,
             payload_bytes = failure.payload_bytes,
             error = %failure.error,
             "frame failed"

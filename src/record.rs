@@ -28,6 +28,25 @@ pub enum Stage {
     Queue,
 }
 
+impl Stage {
+    /// The stage's name as it appears in records and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Payload => "payload",
+            Stage::Limits => "limits",
+            Stage::Decode => "decode",
+            Stage::Store => "store",
+            Stage::Queue => "queue",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-26T03:05:18.123Z`.
 pub fn timestamp(at: SystemTime) -> String {
     humantime::format_rfc3339_millis(at).to_string()

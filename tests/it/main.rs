@@ -1,4 +1,6 @@
 //! The one integration-test binary: module lines only; the broker harness lives in `support`.
 
+mod daemon;
 mod publish;
+mod restart;
 mod support;

@@ -6,6 +6,7 @@
 
 mod broker;
 mod client;
+pub mod daemon;
 
 use std::future::Future;
 use std::time::Duration;
