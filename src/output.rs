@@ -87,6 +87,33 @@ pub fn encode<'p>(
 /// Writes `bytes` to `path` so that a reader sees the old file or the whole new one, never a part, and
 /// the new one survives a power cut once this returns: temp file, fsync, rename, fsync of the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    write_file(path, bytes, Sync::Now)
+}
+
+/// Like [`write_atomic`] but without waiting for the disk: the file is durable only after a later
+/// [`sync_filesystem`]. Lets the daemon commit a batch of frames with one flush (group commit): one
+/// fsync per frame costs ~9 ms here, as much as decoding a 1080p frame.
+pub fn write_unsynced(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    write_file(path, bytes, Sync::Later)
+}
+
+/// Flushes every file written on the filesystem holding `dir` (syncfs: one journal commit for all).
+pub fn sync_filesystem(dir: &Path) -> Result<(), OutputError> {
+    let io_err = |source| OutputError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let handle = File::open(dir).map_err(io_err)?;
+    rustix::fs::syncfs(&handle).map_err(|e| io_err(e.into()))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    Now,
+    Later,
+}
+
+fn write_file(path: &Path, bytes: &[u8], sync: Sync) -> Result<(), OutputError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let io_err = |source| OutputError::Io {
         path: path.to_owned(),
@@ -105,9 +132,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
     let result = (|| {
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if sync == Sync::Now {
+            file.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        if let Some(dir) = dir {
+        if let (Some(dir), Sync::Now) = (dir, sync) {
             File::open(dir)?.sync_all()?;
         }
         Ok(())

@@ -2,8 +2,11 @@
 //! and a serialized record. The one place that states the decode queue's bound.
 //!
 //! ```text
-//! delivery ─Job (bounded: pipeline.queue_frames)→ worker×N ─Done (bounded: DONE_QUEUE)→ delivery
+//! delivery ─Job (pipeline.queue_frames)→ worker×N ─Done→ syncer ─Done→ delivery
 //! ```
+//!
+//! Workers write frame files without waiting for the disk; the syncer thread makes a whole batch of
+//! them durable with one `syncfs` (group commit) before their outcomes may be acked.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -21,8 +24,10 @@ use crate::output;
 use crate::record::{Failure, Record, Stage};
 use crate::topic;
 
-/// Outcomes waiting for the delivery task, per worker.
+/// Outcomes waiting for the syncer, and for the delivery task, per worker.
 const DONE_QUEUE_PER_WORKER: usize = 4;
+/// Most outcomes made durable by one filesystem flush.
+const MAX_SYNC_BATCH: usize = 64;
 
 /// A frame on its way to a worker.
 #[derive(Debug)]
@@ -43,6 +48,16 @@ pub struct Done {
     /// The record as JSON, within `output.max_record_bytes`.
     pub record: Vec<u8>,
     pub ok: bool,
+    /// Set when a frame file was written and still has to be flushed to disk.
+    pub stored: Option<Stored>,
+}
+
+/// What is needed to turn a stored frame's outcome into a failure if flushing its file fails.
+#[derive(Debug)]
+pub struct Stored {
+    pub topic: String,
+    pub received_at: SystemTime,
+    pub payload_bytes: usize,
 }
 
 /// What workers need to process any frame: read-only, shared by all of them.
@@ -94,7 +109,7 @@ impl Context {
                         let date = &processed.record.received_at[..10];
                         let path = output::frame_path(dir, &job.topic, date, &processed.record.sha256, ext);
                         let bytes = output::encode(&processed, self.output.format)?;
-                        output::write_atomic(&path, &bytes)?;
+                        output::write_unsynced(&path, &bytes)?;
                         Ok::<_, output::OutputError>(path)
                     };
                     match store() {
@@ -130,11 +145,17 @@ impl Context {
                     tracing::warn!(topic = %job.topic, warning = %warning, "frame decoded with a warning");
                 }
                 self.metrics.ok.fetch_add(1, Ordering::Relaxed);
+                let stored = processed.record.path.is_some().then(|| Stored {
+                    topic: job.topic.clone(),
+                    received_at: job.received_at,
+                    payload_bytes: job.payload.len(),
+                });
                 Done {
                     seq: job.seq,
                     record_topic: topic::render(&self.output.results_topic, &job.topic),
                     record: self.fit(Record::Success(Box::new(processed.record))),
                     ok: true,
+                    stored,
                 }
             }
             Err(failure) => self.failed(job.seq, failure),
@@ -155,8 +176,9 @@ impl Context {
         Done {
             seq,
             record_topic: topic::render(&self.output.errors_topic, &topic),
-            record: self.fit(Record::Failure(failure)),
             ok: false,
+            stored: None,
+            record: self.fit(Record::Failure(failure)),
         }
     }
 
@@ -194,28 +216,76 @@ pub struct Workers {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// Starts `count` workers taking jobs from a queue of `queue_frames`. Returns the queue's sender, the
-/// outcome receiver and the workers; dropping the sender stops them once the queue is empty.
+/// Starts `count` workers taking jobs from a queue of `queue_frames`, and the syncer. Returns the
+/// queue's sender, the outcome receiver and the threads; dropping the sender stops them once the queue
+/// is empty.
 pub fn spawn(
     count: usize,
     queue_frames: usize,
     context: Arc<Context>,
 ) -> std::io::Result<(SyncSender<Job>, mpsc::Receiver<Done>, Workers)> {
     let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Job>(queue_frames);
+    let (stored_tx, stored_rx) = std::sync::mpsc::sync_channel(count * DONE_QUEUE_PER_WORKER);
     let (done_tx, done_rx) = mpsc::channel(count * DONE_QUEUE_PER_WORKER);
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let mut threads = Vec::with_capacity(count);
+    let mut threads = Vec::with_capacity(count + 1);
     for i in 0..count {
-        let (job_rx, done_tx, context) = (Arc::clone(&job_rx), done_tx.clone(), Arc::clone(&context));
+        let (job_rx, stored_tx, context) = (Arc::clone(&job_rx), stored_tx.clone(), Arc::clone(&context));
         let thread = std::thread::Builder::new()
             .name(format!("mqimg-decode-{i}"))
-            .spawn(move || work(&job_rx, &done_tx, &context))?;
+            .spawn(move || work(&job_rx, &stored_tx, &context))?;
         threads.push(thread);
     }
+    let syncer = std::thread::Builder::new()
+        .name("mqimg-sync".into())
+        .spawn(move || sync(&stored_rx, &done_tx, &context))?;
+    threads.push(syncer);
     Ok((job_tx, done_rx, Workers { threads }))
 }
 
-fn work(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>, context: &Context) {
+/// Group commit: takes every outcome that is ready, flushes the filesystem once for all their files,
+/// then passes them on. While one flush runs the next batch gathers, so batches grow with the load.
+fn sync(stored: &Receiver<Done>, done: &mpsc::Sender<Done>, context: &Context) {
+    while let Ok(first) = stored.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_SYNC_BATCH {
+            match stored.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        if let Some(dir) = &context.output.dir
+            && batch.iter().any(|d| d.stored.is_some())
+            && let Err(error) = output::sync_filesystem(dir)
+        {
+            // The files may not be on disk: their frames must not be acked as stored.
+            batch = batch
+                .into_iter()
+                .map(|d| {
+                    let Some(stored) = &d.stored else {
+                        return d;
+                    };
+                    context.metrics.ok.fetch_sub(1, Ordering::Relaxed);
+                    let failure = Failure::new(
+                        Some(&stored.topic),
+                        stored.received_at,
+                        stored.payload_bytes,
+                        Stage::Store,
+                        format!("cannot flush the frame file to disk: {error}"),
+                    );
+                    context.failed(d.seq, failure)
+                })
+                .collect();
+        }
+        for outcome in batch {
+            if done.blocking_send(outcome).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn work(jobs: &Mutex<Receiver<Job>>, done: &SyncSender<Done>, context: &Context) {
     loop {
         // The lock is held only while waiting for the next job, never while decoding.
         let job = match jobs.lock() {
@@ -242,14 +312,14 @@ fn work(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>, context: &Contex
                 );
                 context.failed(job.seq, failure)
             });
-        if done.blocking_send(outcome).is_err() {
+        if done.send(outcome).is_err() {
             return;
         }
     }
 }
 
 impl Workers {
-    /// Waits for every worker to exit (after the job sender was dropped).
+    /// Waits for every worker and the syncer to exit (after the job sender was dropped).
     pub fn join(self) {
         for thread in self.threads {
             if thread.join().is_err() {

@@ -186,7 +186,7 @@ async fn harness_restarts_the_broker_on_the_same_port_with_its_persistence() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zz_probe() {
-    for (pq, sq, big) in [(1u8, QoS::AtLeastOnce, true), (0, QoS::AtLeastOnce, true), (2, QoS::AtLeastOnce, true), (1, QoS::AtLeastOnce, false), (0, QoS::AtMostOnce, true), (2, QoS::ExactlyOnce, true)] {
+    for (pq, sq, big) in [(2u8, QoS::ExactlyOnce, true), (2u8, QoS::ExactlyOnce, true)] {
         let broker = Broker::new();
         let mut subscriber = Subscriber::connect(&broker.url(), "p", sq).await;
         let mut a = args(&broker.url(), "p", PublishEncoding::Json, 300);
@@ -198,6 +198,9 @@ async fn zz_probe() {
             let m = tokio::time::timeout(Duration::from_secs(3), subscriber.recv(Duration::from_secs(60))).await;
             let Ok(m) = m else { break };
             let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("json");
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("t").as_millis() as u64;
+            let lag = now - v["ts"].as_u64().expect("ts");
+            if lag > 1000 { eprintln!("seq {} lag {lag} ms dup {}", v["seq"], m.dup); }
             seqs.push(v["seq"].as_u64().expect("seq"));
         }
         let missing: Vec<u64> = (0..300).filter(|s| !seqs.contains(s)).collect();
