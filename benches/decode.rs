@@ -1,1 +1,61 @@
-fn main() {}
+//! Decode throughput: image bytes → RGB8 through `mqimg::decode::decode`, as the workers run it.
+//!
+//! Throughput is counted in pixels (`Throughput::Elements(width * height)`), so criterion's
+//! "Melem/s" reads as megapixels per second (MP/s). One thread; the daemon runs one decode per worker.
+//!
+//! Run with `cargo bench --bench decode` (about a minute on 2 cores).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mqimg::decode::{Limits, decode};
+
+/// Reads a file under `fixtures/`.
+fn fixture(path: &str) -> Vec<u8> {
+    let full = format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
+/// The frames every group measures: (benchmark id, fixture path, width, height).
+const FRAMES: [(&str, &str, u64, u64); 5] = [
+    ("640x480", "frames/photo-640x480.jpg", 640, 480),
+    ("1280x720", "frames/photo-1280x720.jpg", 1280, 720),
+    ("1920x1080", "frames/photo-1920x1080.jpg", 1920, 1080),
+    ("3840x2160", "frames/photo-3840x2160.jpg", 3840, 2160),
+    (
+        "1280x720-progressive",
+        "variants/progressive-1280x720.jpg",
+        1280,
+        720,
+    ),
+];
+
+/// Small samples keep the whole run short; decode times are stable enough for these.
+fn configured() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+/// JPEG bytes → RGB8 (marker walk, limits, decode, orientation).
+fn jpeg_to_rgb(c: &mut Criterion) {
+    let limits = Limits::default();
+    let mut group = c.benchmark_group("decode/jpeg-to-rgb");
+    for (id, path, width, height) in FRAMES {
+        let bytes = fixture(path);
+        group.throughput(Throughput::Elements(width * height));
+        group.bench_with_input(BenchmarkId::from_parameter(id), &bytes, |b, bytes| {
+            b.iter(|| decode(black_box(bytes), &limits).expect("fixture decodes"));
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = configured();
+    targets = jpeg_to_rgb
+}
+criterion_main!(benches);

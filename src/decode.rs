@@ -120,7 +120,7 @@ pub enum DecodeError {
         limit: Limit,
     },
     /// The `image` crate refused at one of the limits we set as defence in depth (dimensions, allocation).
-    #[error("{format} decoder refused the image at a limit: {cause}")]
+    #[error("{format} decoder refused the image at a limit: {}", tidy(.cause))]
     CodecLimit { format: Format, cause: ImageError },
     /// The JPEG ends before its end-of-image marker.
     #[error(
@@ -141,7 +141,7 @@ pub enum DecodeError {
     #[error("malformed jpeg at offset {offset}: {detail}")]
     Malformed { offset: usize, detail: String },
     /// The codec failed on the pixel data or headers.
-    #[error("{format} decode failed: {cause}")]
+    #[error("{format} decode failed: {}", tidy(.cause))]
     Codec { format: Format, cause: ImageError },
 }
 
@@ -156,6 +156,28 @@ impl DecodeError {
             ImageError::Limits(_) => Self::CodecLimit { format, cause },
             cause => Self::Codec { format, cause },
         }
+    }
+}
+
+/// The codec's own message for an `image` error, in our style: without the "Format error decoding Png:"
+/// wrapper, a capitalised first word or a trailing period.
+fn tidy(cause: &ImageError) -> String {
+    let text = match cause {
+        ImageError::Decoding(e) => {
+            std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string())
+        }
+        e => e.to_string(),
+    };
+    let text = text.trim().trim_end_matches('.').replace('\n', " ");
+    let text = text.as_str();
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        // "Bad Huffman code" → "bad Huffman code", but leave "DHT …" alone.
+        (Some(first), Some(second)) if first.is_uppercase() && !second.is_uppercase() => first
+            .to_lowercase()
+            .chain(text[first.len_utf8()..].chars())
+            .collect(),
+        _ => text.to_owned(),
     }
 }
 

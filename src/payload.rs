@@ -536,17 +536,40 @@ fn next_base64_space(text: &[u8]) -> usize {
         .map_or(text.len(), |run| start + run)
 }
 
+/// Whether `text` holds base64 whitespace, checking every byte (no early exit: it vectorises).
+fn has_space_in_line(text: &[u8]) -> bool {
+    text.iter()
+        .fold(false, |seen, &b| seen | is_base64_space(b))
+}
+
 /// `text` without its base64 whitespace, copied run by run.
-fn strip_base64_space(mut text: &[u8]) -> Vec<u8> {
+///
+/// Wrapped base64 (MIME, PEM) has lines of one width: the last run's length is tried first, so a
+/// line costs one vectorised check instead of a byte-by-byte search.
+fn strip_base64_space(text: &[u8]) -> Vec<u8> {
     let mut data = Vec::with_capacity(text.len());
-    loop {
-        let run = next_base64_space(text);
-        data.extend_from_slice(&text[..run]);
-        match text.get(run + 1..) {
-            Some(rest) => text = rest,
-            None => return data,
+    let mut rest = text;
+    let mut line = 0;
+    while !rest.is_empty() {
+        let run = if line > 0
+            && rest.get(line).is_some_and(|&b| is_base64_space(b))
+            && !has_space_in_line(&rest[..line])
+        {
+            line
+        } else {
+            next_base64_space(rest)
+        };
+        data.extend_from_slice(&rest[..run]);
+        if run > 0 {
+            line = run;
         }
+        let spaces = rest[run..]
+            .iter()
+            .take_while(|&&b| is_base64_space(b))
+            .count();
+        rest = &rest[run + spaces..];
     }
+    data
 }
 
 /// Decodes standard or URL-safe base64, padding optional, whitespace ignored.
@@ -987,6 +1010,45 @@ mod tests {
                 offset,
             }
         );
+    }
+
+    #[test]
+    fn whitespace_is_stripped_exactly_whatever_its_layout() {
+        let b64 = seed_b64();
+        let naive = |text: &[u8]| -> Vec<u8> {
+            text.iter()
+                .copied()
+                .filter(|&b| !is_base64_space(b))
+                .collect()
+        };
+        let mut layouts: Vec<Vec<u8>> = [64, 76, 1, 3]
+            .iter()
+            .flat_map(|&width| {
+                [&b"\n"[..], b"\r\n", b" \t"].map(|eol| {
+                    b64.chunks(width)
+                        .flat_map(|line| [line, eol].concat())
+                        .collect()
+                })
+            })
+            .collect();
+        // Irregular gaps from a fixed linear congruential sequence, plus leading spaces.
+        let mut state = 7_u32;
+        let mut irregular = b"  \t".to_vec();
+        for &b in &b64 {
+            irregular.push(b);
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            if state >> 28 == 0 {
+                irregular.extend_from_slice(&b" \r\n\t"[..(state >> 24 & 3) as usize + 1]);
+            }
+        }
+        layouts.push(irregular);
+        for text in &layouts {
+            assert_eq!(strip_base64_space(text), b64);
+            assert_eq!(naive(text), b64);
+            assert_eq!(auto(text).unwrap().image[..], seed()[..]);
+        }
+        assert!(!has_base64_space(&b64));
+        assert_eq!(next_base64_space(&b64), b64.len());
     }
 
     #[test]

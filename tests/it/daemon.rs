@@ -256,3 +256,43 @@ async fn the_daemon_waits_for_a_broker_that_is_not_up_yet() {
         .expect("the task")
         .expect("the run");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qos0_flood_beyond_capacity_ends_every_frame_as_a_record_or_a_counted_drop() {
+    let broker = Broker::new();
+    let out = tempfile::tempdir().expect("a temp dir");
+    let mut settings = settings(&broker.url(), &["cams/#"], out.path());
+    settings.decode.workers = 1;
+    settings.pipeline.queue_frames = 1;
+    settings.subscriptions[0].qos = 0;
+    let daemon = Daemon::start(settings).await;
+    let mut records = Subscriber::connect(&broker.url(), "mqimg/#", QoS::AtLeastOnce).await;
+
+    let frames = 100;
+    let publish = mqimg::cli::PublishArgs {
+        broker: broker.url(),
+        topic: "cams/flood".into(),
+        encoding: mqimg::cli::PublishEncoding::Base64,
+        qos: 0,
+        count: frames,
+        rate: None,
+        client_id: None,
+        files: vec![crate::support::fixture_path("frames/photo-640x480.jpg")],
+    };
+    mqimg::publish::run(&publish).await.expect("publishing");
+    let received = records.recv_n(frames as usize, RECORD_WAIT).await;
+    let dropped: Vec<_> = received
+        .iter()
+        .map(json)
+        .filter(|r| r["stage"] == "queue")
+        .collect();
+    let decoded = received.iter().filter(|m| m.topic.starts_with("mqimg/results/")).count();
+    assert!(!dropped.is_empty(), "one worker with a queue of one kept up with a flood?");
+    assert_eq!(decoded + dropped.len(), frames as usize);
+    assert!(dropped[0]["error"].as_str().expect("an error").contains("pipeline.queue_frames"));
+    let m = &daemon.metrics;
+    assert_eq!(m.received.load(Ordering::Relaxed), frames);
+    assert_eq!(m.dropped_queue.load(Ordering::Relaxed), dropped.len() as u64);
+    assert_eq!(m.ok.load(Ordering::Relaxed), decoded as u64);
+    daemon.stop().await;
+}

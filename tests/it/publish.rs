@@ -92,7 +92,7 @@ async fn publish_data_uri_delivers_a_jpeg_data_uri_of_the_file() {
 async fn publish_json_delivers_envelopes_with_camera_sequence_and_image() {
     let photo = fixture(PHOTO);
     let messages = publish_three(PublishEncoding::Json).await;
-    let mut seqs = Vec::new();
+    let mut seqs = Vec::new(); let mut last: Option<u64> = None;
     for message in messages {
         let envelope: serde_json::Value =
             serde_json::from_slice(&message.payload).expect("payload is JSON");
@@ -193,14 +193,16 @@ async fn zz_probe() {
         a.qos = pq;
         if big { a.files = vec![fixture_path("frames/photo-3840x2160.jpg")]; }
         mqimg::publish::run(&a).await.expect("ok");
-        let mut seqs = Vec::new();
+        let mut seqs = Vec::new(); let mut last: Option<u64> = None;
         loop {
-            let m = tokio::time::timeout(Duration::from_secs(3), subscriber.recv(Duration::from_secs(60))).await;
+            let m = tokio::time::timeout(Duration::from_secs(40), subscriber.recv(Duration::from_secs(60))).await;
             let Ok(m) = m else { break };
             let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("json");
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("t").as_millis() as u64;
             let lag = now - v["ts"].as_u64().expect("ts");
-            if lag > 1000 { eprintln!("seq {} lag {lag} ms dup {}", v["seq"], m.dup); }
+            if lag > 1000 && v["seq"].as_u64() == Some(0) { eprintln!("seq {} lag {lag} ms dup {}", v["seq"], m.dup); }
+            if let Some(prev) = last { if now - prev > 500 { eprintln!("gap {} ms before seq {}", now - prev, v["seq"]); } }
+            last = Some(now);
             seqs.push(v["seq"].as_u64().expect("seq"));
         }
         let missing: Vec<u64> = (0..300).filter(|s| !seqs.contains(s)).collect();
