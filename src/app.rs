@@ -76,16 +76,23 @@ impl App {
         } = self;
         let workers = settings.decode.worker_count();
         let context = Arc::new(Context::new(&settings, Arc::clone(&metrics)));
-        let (jobs, done, workers) =
-            pipeline::spawn(workers, settings.pipeline.queue_frames, Arc::clone(&context))
-                .context("cannot start decode workers")?;
+        let (jobs, done, workers) = pipeline::spawn(
+            workers,
+            settings.pipeline.queue_frames,
+            Arc::clone(&context),
+        )
+        .context("cannot start decode workers")?;
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENTS_QUEUE);
         let stop = CancellationToken::new();
         let poller = Poller {
             eventloop,
             events: events_tx,
             metrics: Arc::clone(&metrics),
-            filters: settings.subscriptions.iter().map(|s| s.topic.clone()).collect(),
+            filters: settings
+                .subscriptions
+                .iter()
+                .map(|s| s.topic.clone())
+                .collect(),
             url: settings.broker.url.clone(),
             backoff_min: Duration::from_millis(settings.broker.reconnect_min_ms),
             backoff_max: Duration::from_millis(settings.broker.reconnect_max_ms),
@@ -106,7 +113,10 @@ impl App {
         });
         let summary = delivery.run(events_rx, done, stop.clone(), grace).await;
         stop.cancel();
-        if tokio::time::timeout(DISCONNECT_TIMEOUT, &mut poll_task).await.is_err() {
+        if tokio::time::timeout(DISCONNECT_TIMEOUT, &mut poll_task)
+            .await
+            .is_err()
+        {
             tracing::warn!("the broker did not take the DISCONNECT in time");
             poll_task.abort();
         }
@@ -115,7 +125,9 @@ impl App {
             task.abort();
         }
         // Workers exit once their queue is empty; the delivery task already dropped its sender.
-        tokio::task::spawn_blocking(move || workers.join()).await.ok();
+        tokio::task::spawn_blocking(move || workers.join())
+            .await
+            .ok();
         if summary.unfinished > 0 {
             tracing::warn!(
                 unfinished = summary.unfinished,

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::payload::Encoding;
 
 #[derive(Debug, Parser)]
-#[command(name = "mqimg", version, about = "Camera frames over MQTT → validated images and JSON records")]
+#[command(
+    name = "mqimg",
+    version,
+    about = "Camera frames over MQTT → validated images and JSON records"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -32,7 +32,10 @@ pub fn decode(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
                 output::write_atomic(out, &bytes)?;
                 processed.record.path = Some(out.display().to_string());
             }
-            (Record::Success(Box::new(processed.record)), ExitCode::SUCCESS)
+            (
+                Record::Success(Box::new(processed.record)),
+                ExitCode::SUCCESS,
+            )
         }
         Err(failure) => {
             eprintln!("mqimg: {}: {}", failure.stage, failure.error);

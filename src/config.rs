@@ -149,7 +149,9 @@ pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
                 .parse::<u16>()
                 .ok()
                 .filter(|p| *p != 0)
-                .ok_or_else(|| format!("port {port:?} in {url:?} is not a number from 1 to 65535"))?;
+                .ok_or_else(|| {
+                    format!("port {port:?} in {url:?} is not a number from 1 to 65535")
+                })?;
             (host, port)
         }
         _ => (rest, 1883),
@@ -357,10 +359,7 @@ impl Settings {
             .prefix_separator("__")
             .separator("__")
             .source(env);
-        let settings: Settings = builder
-            .add_source(environment)
-            .build()?
-            .try_deserialize()?;
+        let settings: Settings = builder.add_source(environment).build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -424,7 +423,8 @@ impl Settings {
         }
         for (i, s) in self.subscriptions.iter().enumerate() {
             let key = |k: &str| format!("subscriptions[{i}].{k}");
-            crate::topic::validate_filter(&s.topic).map_err(|p| ConfigError::invalid(&key("topic"), p))?;
+            crate::topic::validate_filter(&s.topic)
+                .map_err(|p| ConfigError::invalid(&key("topic"), p))?;
             if s.qos > 2 {
                 return Err(ConfigError::invalid(
                     &key("qos"),
@@ -591,11 +591,7 @@ mod tests {
 
     #[test]
     fn passwords_are_masked_in_debug_and_toml() {
-        let s = load_str(
-            "[broker]\nusername = \"u\"\npassword = \"hunter2\"\n",
-            &[],
-        )
-        .unwrap();
+        let s = load_str("[broker]\nusername = \"u\"\npassword = \"hunter2\"\n", &[]).unwrap();
         assert_eq!(s.broker.password.as_ref().unwrap().expose(), "hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(!s.to_toml().contains("hunter2"));
@@ -608,15 +604,16 @@ mod tests {
             parse_broker_url("mqtt://127.0.0.1:1884").unwrap(),
             ("127.0.0.1".into(), 1884)
         );
-        assert_eq!(
-            parse_broker_url("broker").unwrap(),
-            ("broker".into(), 1883)
-        );
+        assert_eq!(parse_broker_url("broker").unwrap(), ("broker".into(), 1883));
         assert_eq!(
             parse_broker_url("tcp://[::1]:1885").unwrap(),
             ("::1".into(), 1885)
         );
-        assert!(parse_broker_url("mqtts://x:8883").unwrap_err().contains("mqtts"));
+        assert!(
+            parse_broker_url("mqtts://x:8883")
+                .unwrap_err()
+                .contains("mqtts")
+        );
         assert!(parse_broker_url("mqtt://x:0").is_err());
         assert!(parse_broker_url("mqtt://x:99999").is_err());
     }

@@ -61,7 +61,11 @@ struct InFlight {
 
 enum Out {
     Subscribe(Vec<SubscribeFilter>),
-    Record { seq: u64, topic: String, payload: Vec<u8> },
+    Record {
+        seq: u64,
+        topic: String,
+        payload: Vec<u8>,
+    },
     Ack(Publish),
     Disconnect,
 }
@@ -213,7 +217,9 @@ impl Delivery {
             }
             MqttEvent::RecordAcked(pkid) => {
                 if let Some(seq) = self.awaiting_puback.remove(&pkid) {
-                    self.metrics.records_published.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .records_published
+                        .fetch_add(1, Ordering::Relaxed);
                     self.finish(seq);
                 }
             }
@@ -255,7 +261,8 @@ impl Delivery {
             again.extend(self.awaiting_puback.drain().map(|(_, seq)| seq));
             again.sort_unstable();
             for seq in again {
-                if let Some((topic, payload)) = self.frames.get(&seq).and_then(|f| f.record.clone()) {
+                if let Some((topic, payload)) = self.frames.get(&seq).and_then(|f| f.record.clone())
+                {
                     self.outbox.push_back(Out::Record {
                         seq,
                         topic,
@@ -422,10 +429,12 @@ impl Delivery {
                     // record in the client's replay queue. Exact capacity keeps it from being moved.
                     payload.shrink_to_fit();
                     let addr = payload.as_ptr() as usize;
-                    match self
-                        .client
-                        .try_publish(topic.as_str(), self.record_qos, self.retain, payload)
-                    {
+                    match self.client.try_publish(
+                        topic.as_str(),
+                        self.record_qos,
+                        self.retain,
+                        payload,
+                    ) {
                         Ok(()) => {
                             self.record_handed(seq, addr);
                             Ok(())
@@ -466,7 +475,9 @@ impl Delivery {
         }
         if self.record_qos == QoS::AtMostOnce {
             // Nothing more will be heard of a QoS 0 publish: handing it over is all there is.
-            self.metrics.records_published.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .records_published
+                .fetch_add(1, Ordering::Relaxed);
             self.finish(seq);
         } else {
             self.unassigned.push_back(seq);

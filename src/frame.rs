@@ -52,9 +52,8 @@ pub fn process<'a>(
     received_at: SystemTime,
     options: &Options,
 ) -> Result<Processed<'a>, Failure> {
-    let fail = |stage, error: String| {
-        Failure::new(topic, received_at, payload_bytes.len(), stage, error)
-    };
+    let fail =
+        |stage, error: String| Failure::new(topic, received_at, payload_bytes.len(), stage, error);
     if payload_bytes.len() > options.max_payload_bytes {
         return Err(fail(
             Stage::Limits,
@@ -142,11 +141,20 @@ mod tests {
     fn a_payload_over_the_limit_fails_at_stage_limits_before_detection() {
         let mut options = options();
         options.max_payload_bytes = 10;
-        let err = process(b"not even an image", Some("cam"), SystemTime::now(), &options)
-            .unwrap_err();
+        let err = process(
+            b"not even an image",
+            Some("cam"),
+            SystemTime::now(),
+            &options,
+        )
+        .unwrap_err();
         assert_eq!(err.stage, Stage::Limits);
         assert!(err.error.contains("17 bytes"), "{}", err.error);
-        assert!(err.error.contains("decode.max_payload_bytes"), "{}", err.error);
+        assert!(
+            err.error.contains("decode.max_payload_bytes"),
+            "{}",
+            err.error
+        );
     }
 
     #[test]

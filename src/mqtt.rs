@@ -42,7 +42,12 @@ pub fn connect(settings: &Settings) -> Result<(AsyncClient, EventLoop), ConfigEr
         let password = broker.password.as_ref().map_or("", |p| p.expose());
         options.set_credentials(user.clone(), password);
     }
-    Ok(AsyncClient::new(options, REQUEST_QUEUE))
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+    // Acks and records are small packets: Nagle's algorithm would hold each one back ~40 ms.
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+    Ok((client, eventloop))
 }
 
 /// What a CONNACK refusal means, in the broker's terms.
@@ -128,7 +133,12 @@ impl Poller {
                             _ => None,
                         })
                         .collect::<HashSet<_>>();
-                    if self.events.send(MqttEvent::Disconnected { replay }).await.is_err() {
+                    if self
+                        .events
+                        .send(MqttEvent::Disconnected { replay })
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     tokio::select! {
@@ -145,7 +155,13 @@ impl Poller {
         }
     }
 
-    fn log_error(&self, error: &ConnectionError, was_connected: bool, failures: u64, retry_in: Duration) {
+    fn log_error(
+        &self,
+        error: &ConnectionError,
+        was_connected: bool,
+        failures: u64,
+        retry_in: Duration,
+    ) {
         let retry_in_ms = retry_in.as_millis() as u64;
         match error {
             ConnectionError::ConnectionRefused(code) => tracing::error!(
@@ -164,12 +180,17 @@ impl Poller {
                 "{}",
                 if was_connected { "connection to broker lost" } else { "cannot connect to broker" }
             ),
-            _ => tracing::debug!(url = %self.url, error = %error, retry_in_ms, "still cannot connect"),
+            _ => {
+                tracing::debug!(url = %self.url, error = %error, retry_in_ms, "still cannot connect")
+            }
         }
     }
 
     fn log_suback(&self, codes: &[SubscribeReasonCode]) {
-        if codes.iter().all(|c| matches!(c, SubscribeReasonCode::Success(_))) {
+        if codes
+            .iter()
+            .all(|c| matches!(c, SubscribeReasonCode::Success(_)))
+        {
             self.metrics.subscribed.send_modify(|n| *n += 1);
         }
         for (filter, code) in self.filters.iter().zip(codes) {

@@ -17,7 +17,9 @@ use crate::frame::Processed;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("cannot write a {found:?} image as .{ext}: mqimg writes the original bytes, .png or .ppm")]
+    #[error(
+        "cannot write a {found:?} image as .{ext}: mqimg writes the original bytes, .png or .ppm"
+    )]
     WrongFormat { found: Format, ext: String },
     #[error("unknown output extension {0:?}: use .jpg, .png or .ppm")]
     UnknownExtension(String),
@@ -164,7 +166,10 @@ pub fn frame_path(dir: &Path, topic: &str, date: &str, sha256_hex: &str, ext: &s
         path.push(safe_level(level));
     }
     if !rest.is_empty() {
-        path.push(hashed(&format!("rest-{}-levels", rest.len()), &rest.join("/")));
+        path.push(hashed(
+            &format!("rest-{}-levels", rest.len()),
+            &rest.join("/"),
+        ));
     }
     path.push(safe_level(date));
     path.push(format!("{}.{ext}", &sha256_hex[..sha256_hex.len().min(32)]));
@@ -181,7 +186,10 @@ fn safe_level(level: &str) -> String {
     let mut out = String::with_capacity(level.len());
     let last = level.len() - 1;
     for (i, b) in level.bytes().enumerate() {
-        let keep = b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i != 0 && i != last);
+        let keep = b.is_ascii_alphanumeric()
+            || b == b'_'
+            || b == b'-'
+            || (b == b'.' && i != 0 && i != last);
         if keep {
             out.push(char::from(b));
         } else {
@@ -251,7 +259,13 @@ mod tests {
 
     #[test]
     fn plain_topics_read_as_folders() {
-        let path = frame_path(Path::new("out"), "cameras/door-1/jpeg", "2026-11-26", SHA, "png");
+        let path = frame_path(
+            Path::new("out"),
+            "cameras/door-1/jpeg",
+            "2026-11-26",
+            SHA,
+            "png",
+        );
         assert_eq!(
             path,
             Path::new("out/cameras/door-1/jpeg/2026-11-26/0123456789abcdef0123456789abcdef.png")
@@ -286,10 +300,22 @@ mod tests {
     #[test]
     fn the_extension_picks_the_format() {
         let p = |s: &str| PathBuf::from(s);
-        assert_eq!(format_for_path(&p("x.jpg"), Format::Jpeg).unwrap(), OutputFormat::Original);
-        assert_eq!(format_for_path(&p("x.PNG"), Format::Jpeg).unwrap(), OutputFormat::Png);
-        assert_eq!(format_for_path(&p("x.png"), Format::Png).unwrap(), OutputFormat::Original);
-        assert_eq!(format_for_path(&p("x.ppm"), Format::Png).unwrap(), OutputFormat::Ppm);
+        assert_eq!(
+            format_for_path(&p("x.jpg"), Format::Jpeg).unwrap(),
+            OutputFormat::Original
+        );
+        assert_eq!(
+            format_for_path(&p("x.PNG"), Format::Jpeg).unwrap(),
+            OutputFormat::Png
+        );
+        assert_eq!(
+            format_for_path(&p("x.png"), Format::Png).unwrap(),
+            OutputFormat::Original
+        );
+        assert_eq!(
+            format_for_path(&p("x.ppm"), Format::Png).unwrap(),
+            OutputFormat::Ppm
+        );
         assert!(format_for_path(&p("x.jpg"), Format::Png).is_err());
         assert!(format_for_path(&p("x.gif"), Format::Jpeg).is_err());
     }

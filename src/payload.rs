@@ -673,16 +673,21 @@ fn looks_like_bytes_repr(text: &[u8]) -> bool {
     }
 }
 
-/// Up to [`EXCERPT_CHARS`] characters of `bytes` (lossy UTF-8), escaped, `…` when cut.
+/// Up to [`EXCERPT_CHARS`] characters of `bytes` (lossy UTF-8), escaped for double quotes, `…`
+/// when cut.
 fn excerpt(bytes: &[u8]) -> String {
     let head = &bytes[..bytes.len().min(EXCERPT_CHARS * 4)];
     let text = String::from_utf8_lossy(head);
     let mut chars = text.chars();
-    let mut out: String = chars
-        .by_ref()
-        .take(EXCERPT_CHARS)
-        .flat_map(char::escape_debug)
-        .collect();
+    let mut out = String::new();
+    for c in chars.by_ref().take(EXCERPT_CHARS) {
+        // Quoted in double quotes by the messages: a single quote needs no escape.
+        if c == '\'' {
+            out.push(c);
+        } else {
+            out.extend(c.escape_debug());
+        }
+    }
     if chars.next().is_some() || head.len() < bytes.len() {
         out.push('…');
     }
@@ -1038,7 +1043,7 @@ mod tests {
             irregular.push(b);
             state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             if state >> 28 == 0 {
-                irregular.extend_from_slice(&b" \r\n\t"[..(state >> 24 & 3) as usize + 1]);
+                irregular.extend_from_slice(&b" \r\n\t"[..=(state >> 24 & 3) as usize]);
             }
         }
         layouts.push(irregular);

@@ -107,7 +107,13 @@ impl Context {
                     let store = || {
                         let ext = output::extension(self.output.format, processed.decoded.format);
                         let date = &processed.record.received_at[..10];
-                        let path = output::frame_path(dir, &job.topic, date, &processed.record.sha256, ext);
+                        let path = output::frame_path(
+                            dir,
+                            &job.topic,
+                            date,
+                            &processed.record.sha256,
+                            ext,
+                        );
                         let bytes = output::encode(&processed, self.output.format)?;
                         output::write_unsynced(&path, &bytes)?;
                         Ok::<_, output::OutputError>(path)
@@ -230,7 +236,8 @@ pub fn spawn(
     let job_rx = Arc::new(Mutex::new(job_rx));
     let mut threads = Vec::with_capacity(count + 1);
     for i in 0..count {
-        let (job_rx, stored_tx, context) = (Arc::clone(&job_rx), stored_tx.clone(), Arc::clone(&context));
+        let (job_rx, stored_tx, context) =
+            (Arc::clone(&job_rx), stored_tx.clone(), Arc::clone(&context));
         let thread = std::thread::Builder::new()
             .name(format!("mqimg-decode-{i}"))
             .spawn(move || work(&job_rx, &stored_tx, &context))?;
@@ -296,22 +303,23 @@ fn work(jobs: &Mutex<Receiver<Job>>, done: &SyncSender<Done>, context: &Context)
         context.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
         // A decoder bug must not kill the worker: the frame would never finish and, acked in order,
         // would hold back every frame after it.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| context.handle(&job)))
-            .unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                let failure = Failure::new(
-                    Some(&job.topic),
-                    job.received_at,
-                    job.payload.len(),
-                    Stage::Decode,
-                    format!("the decoder crashed on this frame: {what}"),
-                );
-                context.failed(job.seq, failure)
-            });
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| context.handle(&job)))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    let failure = Failure::new(
+                        Some(&job.topic),
+                        job.received_at,
+                        job.payload.len(),
+                        Stage::Decode,
+                        format!("the decoder crashed on this frame: {what}"),
+                    );
+                    context.failed(job.seq, failure)
+                });
         if done.send(outcome).is_err() {
             return;
         }

@@ -44,7 +44,12 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
     let qos = qos(args.qos)?;
     validate_topic(&args.topic)?;
     let period = match args.rate {
-        Some(rate) if rate.is_finite() && rate > 0.0 => Some(Duration::from_secs_f64(1.0 / rate)),
+        // Beyond a message per nanosecond there is no pacing to do.
+        Some(rate) if rate.is_finite() && rate > 0.0 => Duration::try_from_secs_f64(1.0 / rate)
+            .map_err(|_| {
+                anyhow!("--rate {rate} is too low: the interval between messages overflows")
+            })
+            .map(|period| Some(period).filter(|period| !period.is_zero()))?,
         Some(rate) => bail!("--rate must be a positive number of messages per second, got {rate}"),
         None => None,
     };
@@ -66,6 +71,14 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
         bail!("a {max_payload}-byte payload exceeds MQTT's {MQTT_MAX_PACKET}-byte packet limit");
     }
 
+    let total = args.count.checked_mul(bodies.len() as u64).ok_or_else(|| {
+        anyhow!(
+            "--count {} times {} files is too many messages",
+            args.count,
+            bodies.len()
+        )
+    })?;
+
     let client_id = args
         .client_id
         .clone()
@@ -76,7 +89,10 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
         .set_clean_session(true)
         .set_max_packet_size(MAX_INCOMING_PACKET, max_packet)
         .set_inflight(MAX_INFLIGHT);
-    let (client, eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+    // Without TCP_NODELAY, Nagle's algorithm can hold a small packet (a PUBREL, a payload's tail) back
+    // for the broker's delayed ACK, about 40 ms on Linux.
+    eventloop.network_options.set_tcp_nodelay(true);
 
     let (connected_tx, connected_rx) = oneshot::channel();
     let (acked_tx, mut acked_rx) = watch::channel(0u64);
@@ -105,7 +121,6 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
         }
     }
 
-    let total = args.count * bodies.len() as u64;
     let started = Instant::now();
     let mut ticker = period.map(|period| {
         let mut ticker = tokio::time::interval(period);
@@ -158,7 +173,7 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
     match driver.await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
-            return Err(anyhow!(error).context(format!(
+            return Err(connection_error(error).context(format!(
                 "connection to broker at {url} lost while disconnecting"
             )));
         }
@@ -344,10 +359,16 @@ async fn driver_error(
     driver: &mut tokio::task::JoinHandle<Result<(), ConnectionError>>,
 ) -> anyhow::Error {
     match driver.await {
-        Ok(Err(error)) => anyhow!(error),
+        Ok(Err(error)) => connection_error(error),
         Ok(Ok(())) => anyhow!("the MQTT event loop stopped unexpectedly"),
         Err(join) => anyhow!(join).context("MQTT event loop task failed"),
     }
+}
+
+/// rumqttc's errors repeat their source in their own message: keep the message only, so the chain
+/// printed with `{:#}` says it once.
+fn connection_error(error: ConnectionError) -> anyhow::Error {
+    anyhow!("{error}")
 }
 
 fn qos(level: u8) -> anyhow::Result<QoS> {
@@ -500,6 +521,45 @@ mod tests {
         let body = Body::prepare(vec![1, 2, 3], PublishEncoding::Json, "t");
         let largest = json_envelope("t", u64::MAX, u64::MAX, "AQID");
         assert_eq!(body.max_len("t"), largest.len());
+    }
+
+    #[tokio::test]
+    async fn bad_arguments_fail_before_connecting() {
+        let args = |rate: Option<f64>, count: u64| PublishArgs {
+            // Nothing is ever connected to: every case fails validation first.
+            broker: String::from("mqtt://127.0.0.1:9"),
+            topic: String::from("cams/door"),
+            encoding: PublishEncoding::Base64,
+            qos: 1,
+            count,
+            rate,
+            client_id: None,
+            files: vec![std::path::PathBuf::from("/nonexistent/frame.jpg")],
+        };
+        let error = |args: PublishArgs| async move {
+            format!("{:#}", run(&args).await.expect_err("invalid arguments"))
+        };
+        assert!(
+            error(args(Some(0.0), 1))
+                .await
+                .contains("--rate must be a positive")
+        );
+        assert!(
+            error(args(Some(f64::NAN), 1))
+                .await
+                .contains("--rate must be a positive")
+        );
+        assert!(error(args(Some(1e-300), 1)).await.contains("too low"));
+        assert!(
+            error(args(None, 0))
+                .await
+                .contains("--count must be at least 1")
+        );
+        assert!(
+            error(args(None, 1))
+                .await
+                .contains("cannot read /nonexistent/frame.jpg")
+        );
     }
 
     #[test]

@@ -126,6 +126,8 @@ impl Record {
 
 #[cfg(test)]
 mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -138,7 +140,13 @@ mod tests {
     #[test]
     fn failure_record_serializes_its_stage_in_lowercase() {
         let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let record = Record::Failure(Failure::new(Some("cam/1"), at, 0, Stage::Payload, "empty payload"));
+        let record = Record::Failure(Failure::new(
+            Some("cam/1"),
+            at,
+            0,
+            Stage::Payload,
+            "empty payload",
+        ));
         let value: serde_json::Value = serde_json::from_str(&record.to_json()).unwrap();
         assert_eq!(value["stage"], "payload");
         assert_eq!(value["topic"], "cam/1");

@@ -20,7 +20,11 @@ fn decode(file: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
     args.push(path.to_str().expect("a UTF-8 path"));
     let out = mqimg(&args);
     let stdout = String::from_utf8(out.stdout).expect("UTF-8 stdout");
-    assert_eq!(stdout.lines().count(), 1, "{file}: not one line: {stdout:?}");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "{file}: not one line: {stdout:?}"
+    );
     let record = serde_json::from_str(&stdout).expect("a JSON record");
     (
         out.status.code().expect("an exit code"),
@@ -94,19 +98,28 @@ fn out_writes_the_original_bytes_a_png_or_a_ppm() {
     let jpeg = fixture("frames/photo-640x480.jpg");
 
     let original = dir.path().join("frame.jpg");
-    let (code, record, _) = decode("encoded/photo-640x480.b64", &["--out", original.to_str().expect("utf-8")]);
+    let (code, record, _) = decode(
+        "encoded/photo-640x480.b64",
+        &["--out", original.to_str().expect("utf-8")],
+    );
     assert_eq!(code, 0);
     assert_eq!(record["path"], original.to_str().expect("utf-8"));
     assert_eq!(std::fs::read(&original).expect("the .jpg"), jpeg);
 
     let png = dir.path().join("frame.png");
-    let (code, _, _) = decode("frames/photo-640x480.jpg", &["--out", png.to_str().expect("utf-8")]);
+    let (code, _, _) = decode(
+        "frames/photo-640x480.jpg",
+        &["--out", png.to_str().expect("utf-8")],
+    );
     assert_eq!(code, 0);
     let decoded = image::open(&png).expect("a readable PNG").into_rgb8();
     assert_eq!(decoded.dimensions(), (640, 480));
 
     let ppm = dir.path().join("frame.ppm");
-    let (code, _, _) = decode("frames/photo-640x480.jpg", &["--out", ppm.to_str().expect("utf-8")]);
+    let (code, _, _) = decode(
+        "frames/photo-640x480.jpg",
+        &["--out", ppm.to_str().expect("utf-8")],
+    );
     assert_eq!(code, 0);
     let bytes = std::fs::read(&ppm).expect("the .ppm");
     let header = b"P6\n640 480\n255\n";
@@ -120,9 +133,15 @@ fn out_writes_the_original_bytes_a_png_or_a_ppm() {
         "decode",
         "--out",
         wrong.to_str().expect("utf-8"),
-        fixture_path("frames/photo-640x480.png").to_str().expect("utf-8"),
+        fixture_path("frames/photo-640x480.png")
+            .to_str()
+            .expect("utf-8"),
     ]);
-    assert_eq!(out.status.code(), Some(2), "a PNG cannot be written as .jpg");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a PNG cannot be written as .jpg"
+    );
     assert!(!wrong.exists());
 }
 
@@ -131,15 +150,24 @@ fn decode_applies_the_limits_of_a_config_file() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let config = dir.path().join("mqimg.toml");
     std::fs::write(&config, "[decode]\nmax_width = 639\n").expect("writing the config");
-    let (code, record, _) = decode("frames/photo-640x480.jpg", &["-c", config.to_str().expect("utf-8")]);
+    let (code, record, _) = decode(
+        "frames/photo-640x480.jpg",
+        &["-c", config.to_str().expect("utf-8")],
+    );
     assert_eq!(code, 1);
     assert_eq!(record["stage"], "limits");
-    assert!(record["error"].as_str().expect("an error").contains("639"), "{record}");
+    assert!(
+        record["error"].as_str().expect("an error").contains("639"),
+        "{record}"
+    );
 }
 
 #[test]
 fn usage_and_io_errors_exit_2() {
-    assert_eq!(mqimg(&["decode", "--encoding", "gif"]).status.code(), Some(2));
+    assert_eq!(
+        mqimg(&["decode", "--encoding", "gif"]).status.code(),
+        Some(2)
+    );
     let out = mqimg(&["decode", "/nonexistent/frame.jpg"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/frame.jpg"));
@@ -149,18 +177,28 @@ fn usage_and_io_errors_exit_2() {
 fn check_config_validates_and_masks_passwords() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "[broker]\nusername = \"cam\"\npassword = \"hunter2\"\n").expect("write");
+    std::fs::write(
+        &good,
+        "[broker]\nusername = \"cam\"\npassword = \"hunter2\"\n",
+    )
+    .expect("write");
     let out = mqimg(&["check-config", "-c", good.to_str().expect("utf-8")]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("***") && !stdout.contains("hunter2"), "{stdout}");
+    assert!(
+        stdout.contains("***") && !stdout.contains("hunter2"),
+        "{stdout}"
+    );
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[broker]\nkeep_alive = 5\n").expect("write");
     let out = mqimg(&["check-config", "-c", bad.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("keep_alive") && stderr.contains("MQIMG__BROKER__KEEP_ALIVE"), "{stderr}");
+    assert!(
+        stderr.contains("keep_alive") && stderr.contains("MQIMG__BROKER__KEEP_ALIVE"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -171,5 +209,9 @@ fn the_printed_default_config_is_valid_as_it_stands() {
     let path = dir.path().join("default.toml");
     std::fs::write(&path, &out.stdout).expect("write");
     let out = mqimg(&["check-config", "-c", path.to_str().expect("utf-8")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

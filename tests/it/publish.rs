@@ -40,7 +40,9 @@ async fn publish_three(encoding: PublishEncoding) -> Vec<Message> {
         .expect("publishing succeeds");
 
     let messages = subscriber.recv_n(3, RECV_TIMEOUT).await;
-    // Published after run() returned (all 3 acknowledged): if the next message is this one, there were 3.
+    // Published after run() returned (all 3 acknowledged, so already queued for the subscriber): if the
+    // next message is this one, there were exactly 3. Mosquitto keeps this order for QoS 1 on both sides;
+    // with QoS 0 or 2 involved it can deliver a later message first.
     publish_once(&broker.url(), topic, "end", QoS::AtLeastOnce).await;
     let next = subscriber.recv(RECV_TIMEOUT).await;
     assert_eq!(
@@ -92,7 +94,7 @@ async fn publish_data_uri_delivers_a_jpeg_data_uri_of_the_file() {
 async fn publish_json_delivers_envelopes_with_camera_sequence_and_image() {
     let photo = fixture(PHOTO);
     let messages = publish_three(PublishEncoding::Json).await;
-    let mut seqs = Vec::new(); let mut last: Option<u64> = None;
+    let mut seqs = Vec::new();
     for message in messages {
         let envelope: serde_json::Value =
             serde_json::from_slice(&message.payload).expect("payload is JSON");
@@ -182,31 +184,4 @@ async fn harness_restarts_the_broker_on_the_same_port_with_its_persistence() {
     let mut subscriber = Subscriber::connect_with(&url, topic, QoS::AtLeastOnce, persistent).await;
     let message = subscriber.recv(RECV_TIMEOUT).await;
     assert_eq!(message.payload, b"queued", "log:\n{}", broker.log());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zz_probe() {
-    for (pq, sq, big) in [(2u8, QoS::ExactlyOnce, true), (2u8, QoS::ExactlyOnce, true)] {
-        let broker = Broker::new();
-        let mut subscriber = Subscriber::connect(&broker.url(), "p", sq).await;
-        let mut a = args(&broker.url(), "p", PublishEncoding::Json, 300);
-        a.qos = pq;
-        if big { a.files = vec![fixture_path("frames/photo-3840x2160.jpg")]; }
-        mqimg::publish::run(&a).await.expect("ok");
-        let mut seqs = Vec::new(); let mut last: Option<u64> = None;
-        loop {
-            let m = tokio::time::timeout(Duration::from_secs(40), subscriber.recv(Duration::from_secs(60))).await;
-            let Ok(m) = m else { break };
-            let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("json");
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("t").as_millis() as u64;
-            let lag = now - v["ts"].as_u64().expect("ts");
-            if lag > 1000 && v["seq"].as_u64() == Some(0) { eprintln!("seq {} lag {lag} ms dup {}", v["seq"], m.dup); }
-            if let Some(prev) = last { if now - prev > 500 { eprintln!("gap {} ms before seq {}", now - prev, v["seq"]); } }
-            last = Some(now);
-            seqs.push(v["seq"].as_u64().expect("seq"));
-        }
-        let missing: Vec<u64> = (0..300).filter(|s| !seqs.contains(s)).collect();
-        let inorder = seqs.windows(2).all(|w| w[0] < w[1]);
-        eprintln!("pub qos {pq} sub {sq:?} big {big}: received {} in order {inorder}, missing {missing:?}", seqs.len());
-    }
 }

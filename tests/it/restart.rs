@@ -8,7 +8,9 @@ use base64::Engine as _;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
 use crate::support::daemon::{Daemon, DaemonProcess, count_by_seq, settings, write_config};
-use crate::support::{Broker, MAX_PACKET_BYTES, Subscriber, SubscriberOptions, fixture, with_timeout};
+use crate::support::{
+    Broker, MAX_PACKET_BYTES, Subscriber, SubscriberOptions, fixture, with_timeout,
+};
 
 const FRAMES: u64 = 500;
 
@@ -46,7 +48,10 @@ fn report(what: &str, counts: &BTreeMap<u64, u32>, frames: u64) {
         counts.len()
     );
     let missing: Vec<u64> = (0..frames).filter(|s| !counts.contains_key(s)).collect();
-    assert!(missing.is_empty(), "{what}: no record for frames {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "{what}: no record for frames {missing:?}"
+    );
 }
 
 /// A QoS 1 publisher with a persistent session that keeps going through broker restarts: rumqttc
@@ -102,7 +107,11 @@ async fn no_frame_is_lost_when_the_broker_restarts_mid_stream() {
         .await
         .expect("the publisher task");
     assert!(
-        daemon.metrics.connections.load(std::sync::atomic::Ordering::Relaxed) >= 2,
+        daemon
+            .metrics
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2,
         "the daemon never saw the broker go away"
     );
     daemon.stop().await;
@@ -113,7 +122,10 @@ async fn no_frame_is_lost_when_the_daemon_is_killed_and_restarted() {
     let broker = Broker::new();
     let url = broker.url();
     let out = tempfile::tempdir().expect("a temp dir");
-    let config = write_config(&settings(&url, &["cams/#"], &out.path().join("frames")), out.path());
+    let config = write_config(
+        &settings(&url, &["cams/#"], &out.path().join("frames")),
+        out.path(),
+    );
     let mut records = persistent_records(&url, "mqimg-it-records-daemon-kill").await;
     let mut daemon = DaemonProcess::start(&config).await;
     let publish = mqimg::cli::PublishArgs {
@@ -151,7 +163,10 @@ async fn sigterm_drains_in_flight_frames_and_exits_cleanly() {
     let broker = Broker::new();
     let url = broker.url();
     let out = tempfile::tempdir().expect("a temp dir");
-    let config = write_config(&settings(&url, &["cams/#"], &out.path().join("frames")), out.path());
+    let config = write_config(
+        &settings(&url, &["cams/#"], &out.path().join("frames")),
+        out.path(),
+    );
     let mut records = persistent_records(&url, "mqimg-it-records-sigterm").await;
     let mut daemon = DaemonProcess::start(&config).await;
     let frames = 200;
@@ -173,7 +188,11 @@ async fn sigterm_drains_in_flight_frames_and_exits_cleanly() {
     collect_until_complete(&mut records, &mut counts, 20, 60).await;
     daemon.signal("TERM");
     let status = daemon.wait(30).await;
-    assert!(status.success(), "exit status {status:?}; log:\n{}", daemon.log.join("\n"));
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        daemon.log.join("\n")
+    );
     let log = daemon.log.join("\n");
     assert!(log.contains("shutdown requested"), "{log}");
     assert!(log.contains("disconnected from broker"), "{log}");

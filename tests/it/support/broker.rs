@@ -30,6 +30,9 @@ pub struct BrokerOptions {
     pub max_inflight_messages: Option<u64>,
     /// `autosave_interval`: seconds between persistence saves (it also saves on SIGTERM).
     pub autosave_interval_secs: u64,
+    /// `set_tcp_nodelay`: off by default as in a stock broker, where Nagle's algorithm can hold a small ack
+    /// back for the client's delayed ACK (about 40 ms) while another is unacknowledged.
+    pub tcp_nodelay: bool,
 }
 
 impl Default for BrokerOptions {
@@ -39,6 +42,7 @@ impl Default for BrokerOptions {
             max_queued_messages: 10_000,
             max_inflight_messages: None,
             autosave_interval_secs: 1,
+            tcp_nodelay: false,
         }
     }
 }
@@ -200,6 +204,9 @@ impl Broker {
             size = options.message_size_limit,
             queued = options.max_queued_messages,
         );
+        if options.tcp_nodelay {
+            config.push_str("set_tcp_nodelay true\n");
+        }
         if let Some(inflight) = options.max_inflight_messages {
             config.push_str(&format!("max_inflight_messages {inflight}\n"));
         }

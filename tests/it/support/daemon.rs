@@ -62,9 +62,13 @@ impl Daemon {
         let task = tokio::spawn(app.run(async {
             let _ = stopped.await;
         }));
-        with_timeout(READY_TIMEOUT_SECS, "the daemon subscribing", subscribed.wait_for(|n| *n > 0))
-            .await
-            .expect("the daemon's metrics");
+        with_timeout(
+            READY_TIMEOUT_SECS,
+            "the daemon subscribing",
+            subscribed.wait_for(|n| *n > 0),
+        )
+        .await
+        .expect("the daemon's metrics");
         Daemon {
             metrics,
             stop: Some(stop),
