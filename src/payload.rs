@@ -64,9 +64,9 @@ pub const PROBED_FIELDS: [&str; 6] = ["image", "imagebase64", "img", "data", "sn
 /// JSON envelope, from the start of the field's (unescaped) string ([`Location`]).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PayloadError {
-    #[error("empty: 0 bytes")]
+    #[error("empty payload (0 bytes)")]
     Empty,
-    #[error("only whitespace: {len} bytes")]
+    #[error("whitespace only ({len} bytes), no image data")]
     WhitespaceOnly { len: usize },
     /// `auto` found no known form. `head` is the first bytes in hex; `base64` is why base64 failed.
     #[error("{len} bytes starting {head} are not JPEG, PNG, a data URI, JSON or base64 ({base64})")]
