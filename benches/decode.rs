@@ -1,4 +1,6 @@
-//! Decode throughput: image bytes → RGB8 through `mqimg::decode::decode`, as the workers run it.
+//! Decode throughput, one thread: image bytes → RGB8 (`decode/jpeg-to-rgb`), and the whole CPU work of a
+//! frame as the daemon's workers do it, base64 payload → RGB8 record (`frame/base64-to-rgb`: base64,
+//! marker walk, limits, decode, SHA-256). The latter times a single core's share of the decode ceiling.
 //!
 //! Throughput is counted in pixels (`Throughput::Elements(width * height)`), so criterion's
 //! "Melem/s" reads as megapixels per second (MP/s). One thread; the daemon runs one decode per worker.
@@ -8,8 +10,10 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use base64::Engine as _;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mqimg::decode::{Limits, decode};
+use mqimg::frame::{self, Options};
 
 /// Reads a file under `fixtures/`.
 fn fixture(path: &str) -> Vec<u8> {
@@ -53,9 +57,33 @@ fn jpeg_to_rgb(c: &mut Criterion) {
     group.finish();
 }
 
+/// Base64 payload → RGB8 and its record, as a worker processes a frame (no file, no MQTT).
+fn base64_to_rgb(c: &mut Criterion) {
+    let options = Options::new(Default::default(), None, &mqimg::config::Decode::default());
+    let mut group = c.benchmark_group("frame/base64-to-rgb");
+    for (id, path, width, height) in FRAMES {
+        let payload = base64::engine::general_purpose::STANDARD
+            .encode(fixture(path))
+            .into_bytes();
+        group.throughput(Throughput::Elements(width * height));
+        group.bench_with_input(BenchmarkId::from_parameter(id), &payload, |b, payload| {
+            b.iter(|| {
+                frame::process(
+                    black_box(payload),
+                    Some("bench"),
+                    std::time::SystemTime::now(),
+                    &options,
+                )
+                .expect("fixture decodes")
+            });
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = configured();
-    targets = jpeg_to_rgb
+    targets = jpeg_to_rgb, base64_to_rgb
 }
 criterion_main!(benches);

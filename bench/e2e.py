@@ -1,0 +1,1290 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark of the mqimg daemon against the tutorial's Python consumer.
+
+One run, one machine, one private Mosquitto on a free loopback port (never 1883):
+
+  drain   N base64 frames queued at QoS 1 in a persistent session while the consumer is offline, then the
+          consumer is started and timed from its first to its last record (frames/s, MP/s, CPU, peak RSS).
+          Rows: mqimg as a user runs it (records on, frames stored as original JPEG bytes, at-least-once),
+          records-only (output.dir unset), one decode worker, and the reference consumer
+          (../shared/bench/seed_consumer.py) draining the same queue.
+  live    frames published at a fixed rate (50 % of mqimg's drain rate) as JSON envelopes; latency =
+          record arrival - envelope ts (p50/p99/max).
+  burst   10,000 frames at QoS 0 far beyond capacity: peak RSS, no crash, every frame either decoded or
+          dropped with a `queue` failure record; published vs received by mqimg.
+  ceiling the lead's criterion bench (`cargo bench --bench decode`): single-core JPEG->RGB8 rate x cores.
+
+Only the standard library is needed for mqimg's cases (records are observed by a tiny MQTT 3.1.1
+subscriber below). The reference consumer needs paho-mqtt, numpy and opencv-python-headless in the Python
+given by --ref-python (bench/run.sh sets one up); without them its rows are skipped with a notice.
+
+  python3 bench/e2e.py                 # full run (~10 min on 2 cores)
+  python3 bench/e2e.py --quick         # smoke run (~2 min)
+  python3 bench/e2e.py --sizes 1280x720 --only drain
+
+Writes a markdown report to stdout and bench-results/<UTC stamp>/{results.json,report.md}.
+"""
+import argparse
+import base64
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+FIXTURES = os.path.join(ROOT, "fixtures", "frames")
+REFERENCE = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "seed_consumer.py"))
+CLK = os.sysconf("SC_CLK_TCK")
+NCPU = os.cpu_count() or 1
+
+ALL_SIZES = ["640x480", "1280x720", "1920x1080", "3840x2160"]
+FRAMES_FULL = {"640x480": 2000, "1280x720": 1000, "1920x1080": 600, "3840x2160": 200}
+# Sizes with the extra mqimg rows (records-only, one decode worker); the targets are stated for these.
+EXTRA_SIZES = ["1280x720", "1920x1080"]
+TARGET_SIZES = ["1280x720", "1920x1080"]
+
+
+def log(msg=""):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ machine helpers
+
+def freeport():
+    for _ in range(50):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        s.close()
+        if p != 1883:
+            return p
+    raise SystemExit("no free port")
+
+
+def waitport(port, secs=10.0):
+    end = time.time() + secs
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def sys_cpu():
+    """(busy, irq) CPU seconds since boot, all CPUs: busy = user+nice+system (processes)."""
+    with open("/proc/stat") as f:
+        c = [int(x) for x in f.readline().split()[1:]]
+    return (c[0] + c[1] + c[2]) / CLK, (c[5] + c[6]) / CLK
+
+
+def pid_cpu(pid):
+    """utime+stime of a process (all threads), seconds; None when gone."""
+    try:
+        st = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(st[11]) + int(st[12])) / CLK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def pid_rss_mb(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def loadavg():
+    return open("/proc/loadavg").read().split()[:3]
+
+
+def snap(pids):
+    busy, irq = sys_cpu()
+    return {"t": time.monotonic(), "busy": busy, "irq": irq, "self": time.process_time(),
+            "pids": {str(p): pid_cpu(p) for p in pids if p}}
+
+
+def other_pct(s0, s1, own_pids):
+    """CPU% (of one core) used by processes outside this run between two snapshots.
+
+    own_pids: pids whose CPU is ours (consumer, broker). This script's own CPU (the record observer) is
+    subtracted too."""
+    wall = s1["t"] - s0["t"]
+    if wall <= 0:
+        return None
+    used = s1["busy"] - s0["busy"]
+    ours = s1["self"] - s0["self"]
+    for p in own_pids:
+        a, b = s0["pids"].get(str(p)), s1["pids"].get(str(p))
+        if a is not None and b is not None:
+            ours += b - a
+    return round(100 * max(used - ours, 0) / wall, 1)
+
+
+def waitidle(pct, maxsecs):
+    """Wait until all CPUs together stay below pct % of one core for 2 s; False after maxsecs."""
+    end = time.time() + maxsecs
+    quiet = 0
+    b0, t0 = sys_cpu()[0], time.monotonic()
+    while time.time() < end:
+        time.sleep(0.5)
+        b1, t1 = sys_cpu()[0], time.monotonic()
+        quiet = quiet + 1 if 100 * (b1 - b0) / (t1 - t0) < pct else 0
+        b0, t0 = b1, t1
+        if quiet >= 4:
+            return True
+    return False
+
+
+def timev(path):
+    d = {}
+    try:
+        for line in open(path):
+            line = line.strip()
+            if line.startswith("User time (seconds):"):
+                d["user_s"] = float(line.split(":")[1])
+            elif line.startswith("System time (seconds):"):
+                d["sys_s"] = float(line.split(":")[1])
+            elif line.startswith("Percent of CPU this job got:"):
+                d["cpu_pct"] = float(line.split(":")[1].strip().rstrip("%") or 0)
+            elif line.startswith("Maximum resident set size (kbytes):"):
+                d["max_rss_mb"] = round(int(line.split(":")[1]) / 1024, 1)
+            elif line.startswith("Elapsed (wall clock) time"):
+                v = line.split("):", 1)[1].strip().split(":")
+                d["wall_s"] = sum(float(x) * 60 ** i for i, x in enumerate(reversed(v)))
+            elif line.startswith("Minor (reclaiming a frame) page faults:"):
+                d["minor_faults"] = int(line.split(":")[1])
+            elif line.startswith("Voluntary context switches:"):
+                d["vol_ctx"] = int(line.split(":")[1])
+            elif line.startswith("Exit status:"):
+                d["exit"] = int(line.split(":")[1])
+            elif line.startswith("Command terminated by signal"):
+                d["signal"] = int(line.rsplit(" ", 1)[1])
+    except OSError:
+        pass
+    return d
+
+
+def child_of(pid, timeout=5.0):
+    """The first child of pid (the program /usr/bin/time runs)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+            if kids:
+                return int(kids[0])
+        except OSError:
+            return None
+        time.sleep(0.005)
+    return None
+
+
+def pct(values, p):
+    if not values:
+        return None
+    s = sorted(values)
+    k = (len(s) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def fmt(v, nd=1):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    return str(v)
+
+
+# ------------------------------------------------------------------ a minimal MQTT 3.1.1 subscriber
+
+def _mqtt_str(s):
+    b = s.encode()
+    return struct.pack("!H", len(b)) + b
+
+
+def _remaining(n):
+    out = bytearray()
+    while True:
+        d, n = n % 128, n // 128
+        out.append(d | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class Observer(threading.Thread):
+    """Subscribes (QoS 0, clean session) and timestamps every PUBLISH it receives.
+
+    Keeps (unix time, perf_counter, topic, payload bytes) per message; parsing happens afterwards so the
+    observer stays cheap. When `expect` messages have arrived it snapshots the watched pids' CPU and sets
+    `done`. `first_snap` is taken at the first message."""
+
+    def __init__(self, port, topics, expect=None, watch=()):
+        super().__init__(daemon=True)
+        self.port, self.topics, self.expect = port, topics, expect
+        self.watch = list(watch)
+        self.msgs = []
+        self.first_snap = self.last_snap = None
+        self.done = threading.Event()
+        self.ready = threading.Event()
+        self.error = None
+        self.sock = None
+        self.closing = False
+
+    def run(self):
+        try:
+            self._run()
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            if not self.closing:
+                self.error = f"{type(e).__name__}: {e}"
+        finally:
+            self.ready.set()
+            self.done.set()
+
+    def _read(self, f, n):
+        b = f.read(n)
+        if len(b) != n:
+            raise EOFError("broker closed the connection")
+        return b
+
+    def _run(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock = s
+        cid = f"bench-observer-{os.getpid()}-{id(self) & 0xffff:x}"
+        body = _mqtt_str("MQTT") + bytes([4, 0x02]) + struct.pack("!H", 0) + _mqtt_str(cid)
+        s.sendall(b"\x10" + _remaining(len(body)) + body)
+        f = s.makefile("rb", buffering=1 << 20)
+        hdr = self._read(f, 4)
+        if hdr[0] != 0x20 or hdr[3] != 0:
+            raise RuntimeError(f"CONNACK refused: {hdr!r}")
+        body = struct.pack("!H", 1) + b"".join(_mqtt_str(t) + b"\x00" for t in self.topics)
+        s.sendall(b"\x82" + _remaining(len(body)) + body)
+        s.settimeout(None)
+        append = self.msgs.append
+        while True:
+            b0 = self._read(f, 1)[0]
+            mult, n = 1, 0
+            while True:
+                d = self._read(f, 1)[0]
+                n += (d & 0x7F) * mult
+                mult *= 128
+                if not d & 0x80:
+                    break
+            body = self._read(f, n)
+            kind = b0 >> 4
+            if kind == 3:
+                now, pc = time.time(), time.perf_counter()
+                tl = struct.unpack("!H", body[:2])[0]
+                off = 2 + tl + (2 if (b0 >> 1) & 3 else 0)
+                append((now, pc, body[2:2 + tl], body[off:]))
+                k = len(self.msgs)
+                if k == 1:
+                    self.first_snap = snap(self.watch)
+                if self.expect is not None and k == self.expect:
+                    self.last_snap = snap(self.watch)
+                    self.done.set()
+            elif kind == 9:
+                if any(c >= 0x80 for c in body[2:]):
+                    raise RuntimeError("SUBACK refused a subscription")
+                self.ready.set()
+
+    def last_arrival(self):
+        return self.msgs[-1][1] if self.msgs else None
+
+    def close(self):
+        self.closing = True
+        try:
+            self.sock.sendall(b"\xe0\x00")
+            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.close()
+        except (OSError, AttributeError):
+            pass
+        self.join(5)
+
+    def records(self):
+        out = []
+        for t, pc, topic, payload in self.msgs:
+            try:
+                rec = json.loads(payload)
+            except ValueError:
+                rec = {"_unparsable": payload[:80].decode("latin-1")}
+            out.append((t, pc, topic.decode("utf-8", "replace"), rec))
+        return out
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid, every=0.05):
+        super().__init__(daemon=True)
+        self.pid, self.every = pid, every
+        self.samples = []
+        self.stop = threading.Event()
+
+    def run(self):
+        t0 = time.monotonic()
+        while not self.stop.is_set():
+            r = pid_rss_mb(self.pid)
+            if r is None:
+                break
+            self.samples.append((round(time.monotonic() - t0, 2), round(r, 1)))
+            self.stop.wait(self.every)
+
+
+# ------------------------------------------------------------------ the bench
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.mqimg = args.mqimg
+        self.stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self.out = args.out or os.path.join(ROOT, "bench-results", self.stamp)
+        os.makedirs(self.out, exist_ok=True)
+        self.work = tempfile.mkdtemp(prefix="mqimg-bench-")
+        self.logdir = os.path.join(self.out, "logs")
+        os.makedirs(self.logdir, exist_ok=True)
+        self.broker = None
+        self.port = None
+        self.seq = 0
+        self.results = {"stamp": self.stamp, "drain": [], "live": [], "burst": None, "ceiling": {},
+                        "notices": [], "targets": []}
+        self.ref_ok = False
+
+    # ---------------- broker
+
+    def start_broker(self):
+        self.port = freeport()
+        conf = os.path.join(self.work, "mosquitto.conf")
+        text = (
+            "# private benchmark broker: loopback only, anonymous, nothing on disk\n"
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "# queue every frame of a drain for the offline consumer (the default 1000 would drop)\n"
+            f"max_queued_messages {self.a.max_queued}\n"
+            "max_queued_bytes 0\n"
+            "# 4K base64 frames are ~2.2 MB (the default limit is MQTT's max; stated for clarity)\n"
+            "message_size_limit 33554432\n"
+            "# max_inflight_messages: Mosquitto's default (20)\n"
+            "log_dest stderr\nlog_type error\nlog_type warning\n"
+        )
+        if self.a.broker_nodelay:
+            text += "set_tcp_nodelay true\n"
+        open(conf, "w").write(text)
+        shutil.copy(conf, os.path.join(self.out, "mosquitto.conf"))
+        self.broker_log = open(os.path.join(self.logdir, "mosquitto.log"), "w")
+        self.broker = subprocess.Popen(["mosquitto", "-c", conf], stdout=self.broker_log,
+                                       stderr=subprocess.STDOUT)
+        if not waitport(self.port, 10):
+            raise SystemExit("mosquitto did not start; see " + self.broker_log.name)
+        log(f"mosquitto pid {self.broker.pid} on 127.0.0.1:{self.port}; results in {self.out}")
+        self.results["broker"] = {"port": self.port, "pid": self.broker.pid, "conf": text,
+                                  "version": subprocess.run(["mosquitto", "-h"], capture_output=True,
+                                                            text=True).stdout.splitlines()[0]}
+
+    def stop_broker(self):
+        if self.broker and self.broker.poll() is None:
+            self.broker.send_signal(signal.SIGTERM)
+            try:
+                self.broker.wait(10)
+            except subprocess.TimeoutExpired:
+                self.broker.kill()
+                self.broker.wait()
+            self.results["broker"]["exit"] = self.broker.returncode
+        self.broker = None
+
+    def broker_alive(self):
+        return self.broker is not None and self.broker.poll() is None
+
+    @property
+    def url(self):
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    # ---------------- helpers
+
+    def next_tag(self, kind):
+        self.seq += 1
+        return f"{self.seq:03d}-{kind}"
+
+    def wait_idle(self):
+        if self.a.idle_wait <= 0:
+            return True
+        ok = waitidle(self.a.idle_pct, self.a.idle_wait)
+        if not ok:
+            log(f"   (machine not idle after {self.a.idle_wait}s: load {' '.join(loadavg())}; running anyway)")
+        return ok
+
+    def write_config(self, tag, topic, client_id, *, store=True, workers=0, sub_qos=1, encoding="auto"):
+        """mqimg's config as a user would write it; only the bench-specific keys differ from the defaults."""
+        outdir = os.path.join(self.work, f"frames-{tag}") if store else None
+        lines = [
+            "# written by bench/e2e.py",
+            "[broker]",
+            f'url = "{self.url}"',
+            f'client_id = "{client_id}"',
+            "clean_session = false",
+            "",
+            "[[subscriptions]]",
+            f'topic = "{topic}"',
+            f"qos = {sub_qos}",
+            f'encoding = "{encoding}"',
+            "",
+            "[output]",
+        ]
+        if outdir:
+            lines += [f'dir = "{outdir}"', 'format = "original"']
+        else:
+            lines += ["# dir unset: no frame files, records only"]
+        lines += ['results_topic = "mqimg/results/{topic}"', 'errors_topic = "mqimg/errors/{topic}"', "qos = 1",
+                  "", "[decode]", f"workers = {workers}", ""]
+        path = os.path.join(self.work, f"{tag}.toml")
+        open(path, "w").write("\n".join(lines))
+        shutil.copy(path, os.path.join(self.logdir, f"{tag}.toml"))
+        return path, outdir
+
+    def start_mqimg(self, cfg, logpath, timefile=None):
+        """Starts `mqimg run` (under /usr/bin/time -v when timefile is given); returns (popen, mqimg pid)."""
+        env = dict(os.environ)
+        env.pop("RUST_LOG", None)
+        env = {k: v for k, v in env.items() if not k.startswith("MQIMG__")}
+        cmd = [self.mqimg, "run", "-c", cfg]
+        if timefile:
+            cmd = ["/usr/bin/time", "-v", "-o", timefile] + cmd
+        lf = open(logpath, "ab")
+        p = subprocess.Popen(cmd, stdout=lf, stderr=lf, env=env)
+        lf.close()
+        pid = child_of(p.pid) if timefile else p.pid
+        return p, pid
+
+    @staticmethod
+    def wait_log(logpath, pattern, timeout, proc=None):
+        rx = re.compile(pattern)
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                with open(logpath, errors="replace") as f:
+                    if any(rx.search(line) for line in f):
+                        return True
+            except OSError:
+                pass
+            if proc is not None and proc.poll() is not None:
+                return False
+            time.sleep(0.05)
+        return False
+
+    @staticmethod
+    def stop_proc(p, pid, timeout=30):
+        """SIGTERM to pid (mqimg itself, not /usr/bin/time), then wait for the Popen p."""
+        if p.poll() is None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except (ProcessLookupError, TypeError):
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log(f"   !! pid {pid} did not exit {timeout}s after SIGTERM: killing it")
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, TypeError):
+                    pass
+                p.wait(10)
+                return "killed after SIGTERM timeout"
+        return None
+
+    @staticmethod
+    def stopped_line(logpath):
+        """Counters of mqimg's final `stopped` log line."""
+        out = None
+        with open(logpath, errors="replace") as f:
+            for line in f:
+                if re.search(r"\bstopped\b", line) and "received=" in line:
+                    out = {k: int(v) for k, v in re.findall(r"\b(received|ok|failed)=(\d+)", line)}
+        return out
+
+    @staticmethod
+    def log_problems(logpath, limit=5):
+        """ERROR/panic lines of a log (first few)."""
+        out = []
+        with open(logpath, errors="replace") as f:
+            for line in f:
+                if " ERROR " in line or "panicked" in line or "WARN" in line and "frame failed" not in line:
+                    out.append(line.strip()[:300])
+                    if len(out) >= limit:
+                        break
+        return out
+
+    def publish(self, fixture, topic, n, qos=1, encoding="base64", rate=None, logname=None):
+        cmd = [self.mqimg, "publish", "--broker", self.url, "--topic", topic, "--encoding", encoding,
+               "--qos", str(qos), "--count", str(n)]
+        if rate:
+            cmd += ["--rate", f"{rate:.3f}"]
+        cmd.append(fixture)
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        dt = time.perf_counter() - t0
+        if logname:
+            open(os.path.join(self.logdir, logname), "w").write(" ".join(cmd) + "\n" + r.stdout + r.stderr)
+        if r.returncode != 0:
+            raise RuntimeError(f"mqimg publish failed ({r.returncode}): {r.stderr.strip()[-400:]}")
+        m = re.search(r"\(([\d.]+) msg/s\)", r.stderr)
+        return {"cmd": " ".join(cmd), "seconds": round(dt, 3), "msg_per_s": float(m.group(1)) if m else None}
+
+    # ---------------- ceiling
+
+    def ceiling(self, sizes):
+        crit = os.path.join(ROOT, "target", "criterion")
+        mode = self.a.criterion
+        if mode == "auto":
+            missing = [s for s in sizes if not os.path.exists(self._crit_file(s))]
+            mode = "run" if (missing and not self.a.quick) else "read"
+        if mode == "run":
+            log("== decode ceiling: cargo bench --bench decode (the lead's criterion bench, single core)")
+            self.wait_idle()
+            rx = "^decode/jpeg-to-rgb/(" + "|".join(re.escape(s) for s in sizes) + ")$"
+            cmd = ["cargo", "bench", "--bench", "decode", "--", rx]
+            with open(os.path.join(self.logdir, "criterion.log"), "w") as lf:
+                r = subprocess.run(cmd, cwd=ROOT, stdout=lf, stderr=subprocess.STDOUT)
+            if r.returncode != 0:
+                self.notice(f"`{' '.join(cmd)}` failed (exit {r.returncode}, see logs/criterion.log); "
+                            "using estimates already under target/criterion if any")
+        out = {}
+        for s in sizes:
+            f = self._crit_file(s)
+            try:
+                est = json.load(open(f))
+            except (OSError, ValueError):
+                continue
+            key = "slope" if est.get("slope") else "mean"
+            ns = est[key]["point_estimate"]
+            out[s] = {"ns_per_frame": ns, "single_core_fps": round(1e9 / ns, 1), "cores": NCPU,
+                      "ceiling_fps": round(NCPU * 1e9 / ns, 1), "estimate": key,
+                      "file": os.path.relpath(f, ROOT),
+                      "measured_at": datetime.datetime.fromtimestamp(os.path.getmtime(f)).isoformat(timespec="seconds")}
+        if not out:
+            self.notice("no decode ceiling: no criterion estimates under target/criterion "
+                        "(run `cargo bench --bench decode`, or pass --criterion run)")
+        elif mode == "read":
+            log(f"decode ceiling from existing criterion estimates under {crit}")
+        self.results["ceiling"] = out
+        return out
+
+    @staticmethod
+    def _crit_file(size):
+        return os.path.join(ROOT, "target", "criterion", "decode_jpeg-to-rgb", size, "new", "estimates.json")
+
+    def notice(self, msg):
+        log("NOTICE: " + msg)
+        self.results["notices"].append(msg)
+
+    # ---------------- drain: mqimg
+
+    def drain_mqimg(self, size, n, variant):
+        store = variant != "records-only"
+        workers = 1 if variant == "1-worker" else 0
+        tag = self.next_tag(f"drain-mqimg-{variant}-{size}")
+        topic = f"cameras/bench/{tag}"
+        cid = f"mqimg-bench-{tag}"
+        fixture = os.path.join(FIXTURES, f"photo-{size}.jpg")
+        cfg, outdir = self.write_config(tag, topic, cid, store=store, workers=workers)
+        logpath = os.path.join(self.logdir, f"{tag}.log")
+        row = {"tag": tag, "consumer": "mqimg", "variant": variant, "size": size, "frames": n,
+               "workers": workers or NCPU, "store": store}
+        log(f"== {tag}: {n} frames")
+        # 1. prime: mqimg connects once so the broker records its persistent session and subscription.
+        p, pid = self.start_mqimg(cfg, logpath)
+        if not self.wait_log(logpath, r"\bsubscribed\b", 20, p):
+            row["error"] = "mqimg did not subscribe while priming (see log)"
+            self.stop_proc(p, pid)
+            return self._fail(row, logpath)
+        self.stop_proc(p, pid)
+        # 2. queue N frames while it is offline.
+        row["publish"] = self.publish(fixture, topic, n, qos=1, logname=f"{tag}.publish.log")
+        # 3. observe records, start mqimg again, time first -> last record.
+        self.wait_idle()
+        row["loadavg"] = loadavg()
+        obs = Observer(self.port, [f"mqimg/results/{topic}", f"mqimg/errors/{topic}"], expect=n)
+        obs.start()
+        if not obs.ready.wait(10):
+            row["error"] = "observer not subscribed"
+            return self._fail(row, logpath)
+        timefile = os.path.join(self.logdir, f"{tag}.time")
+        with open(logpath, "a") as lf:
+            lf.write("----- timed run -----\n")
+        s_start = snap([self.broker.pid])
+        p, pid = self.start_mqimg(cfg, logpath, timefile)
+        obs.watch = [pid, self.broker.pid]
+        rss = RssSampler(pid)
+        rss.start()
+        deadline = time.time() + self.a.timeout
+        stall = None
+        while not obs.done.wait(0.2):
+            if p.poll() is not None:
+                stall = f"mqimg exited early (code {p.returncode})"
+                break
+            la = obs.last_arrival()
+            if la is None and time.time() - (deadline - self.a.timeout) > 2 * self.a.idle_timeout:
+                stall = f"no record within {2 * self.a.idle_timeout:.0f}s of starting mqimg"
+                break
+            if la is not None and time.perf_counter() - la > self.a.idle_timeout:
+                stall = f"no record for {self.a.idle_timeout:.0f}s after {len(obs.msgs)} of {n}"
+                break
+            if time.time() > deadline:
+                stall = f"timeout after {self.a.timeout:.0f}s with {len(obs.msgs)} of {n} records"
+                break
+        time.sleep(0.3)  # late duplicates, if any
+        killed = self.stop_proc(p, pid)
+        rss.stop.set()
+        obs.close()
+        s_end = snap([self.broker.pid])
+        return self._finish_mqimg_row(row, obs, logpath, timefile, stall, killed, rss, outdir, n, size,
+                                      s_start, s_end, pid)
+
+    def _fail(self, row, logpath):
+        row["log_tail"] = open(logpath, errors="replace").read()[-2000:] if os.path.exists(logpath) else ""
+        log(f"   !! {row['error']}")
+        return row
+
+    def _finish_mqimg_row(self, row, obs, logpath, timefile, stall, killed, rss, outdir, n, size, s_start, s_end,
+                          pid):
+        w, h = (int(x) for x in size.split("x"))
+        recs = obs.records()
+        ok = [r for r in recs if "stage" not in r[3] and "width" in r[3]]
+        bad = [r for r in recs if "stage" in r[3]]
+        row["records"] = len(recs)
+        row["ok_records"] = len(ok)
+        row["failure_records"] = len(bad)
+        if bad:
+            row["failure_stages"] = sorted({r[3]["stage"] for r in bad})
+            row["failure_example"] = bad[0][3].get("error")
+        if stall:
+            row["stall"] = stall
+        if killed:
+            row["shutdown"] = killed
+        if obs.error:
+            row["observer_error"] = obs.error
+        if len(recs) >= 2:
+            t_first, t_last = recs[0][1], recs[min(n, len(recs)) - 1][1]
+            window = t_last - t_first
+            frames_in_window = min(n, len(recs)) - 1
+            fps = frames_in_window / window if window > 0 else None
+            row["window_s"] = round(window, 3)
+            row["fps"] = round(fps, 1) if fps else None
+            row["mp_per_s"] = round(fps * w * h / 1e6, 1) if fps else None
+            fs, ls = obs.first_snap, obs.last_snap
+            if fs and ls:
+                c0, c1 = fs["pids"].get(str(pid)), ls["pids"].get(str(pid))
+                if c0 is not None and c1 is not None and window > 0:
+                    row["cpu_s_window"] = round(c1 - c0, 2)
+                    row["cpu_pct_window"] = round(100 * (c1 - c0) / window, 1)
+                    row["cpu_ms_per_frame"] = round(1000 * (c1 - c0) / frames_in_window, 2)
+                row["other_cpu_pct"] = other_pct(fs, ls, [pid, self.broker.pid])
+                b0, b1 = fs["pids"].get(str(self.broker.pid)), ls["pids"].get(str(self.broker.pid))
+                if b0 is not None and b1 is not None and window > 0:
+                    row["broker_cpu_pct"] = round(100 * (b1 - b0) / window, 1)
+                row["irq_cpu_pct"] = round(100 * (ls["irq"] - fs["irq"]) / window, 1) if window > 0 else None
+        else:
+            row["other_cpu_pct"] = other_pct(s_start, s_end, [pid, self.broker.pid])
+        dms = [r[3].get("decode_ms") for r in ok if isinstance(r[3].get("decode_ms"), (int, float))]
+        if dms:
+            row["decode_ms_p50"] = round(statistics.median(dms), 2)
+            row["decode_ms_p99"] = round(pct(dms, 99), 2)
+        row["time_v"] = timev(timefile)
+        row["peak_rss_mb"] = row["time_v"].get("max_rss_mb")
+        row["cpu_s_total"] = round(row["time_v"].get("user_s", 0) + row["time_v"].get("sys_s", 0), 2)
+        if rss.samples:
+            row["rss_end_mb"] = rss.samples[-1][1]
+        row["stopped"] = self.stopped_line(logpath)
+        row["exit"] = row["time_v"].get("exit")
+        problems = self.log_problems(logpath)
+        if problems:
+            row["log_problems"] = problems
+        if outdir and os.path.isdir(outdir):
+            files = sum(len(fs_) for _, _, fs_ in os.walk(outdir))
+            row["files_in_output_dir"] = files
+            shutil.rmtree(outdir, ignore_errors=True)
+        if row["records"] != n or row["failure_records"]:
+            row["anomaly"] = f"{row['ok_records']} ok + {row['failure_records']} failure records for {n} frames queued"
+        self._print_row(row)
+        return row
+
+    def _print_row(self, row):
+        parts = [f"{row.get('fps', '-')} frames/s", f"{row.get('mp_per_s', '-')} MP/s",
+                 f"CPU {row.get('cpu_pct_window', '-')}%", f"peak RSS {row.get('peak_rss_mb', '-')} MB",
+                 f"other {row.get('other_cpu_pct', '-')}%"]
+        log("   " + ", ".join(parts))
+        for k in ("anomaly", "stall", "shutdown", "observer_error", "error"):
+            if row.get(k):
+                log(f"   !! {k}: {row[k]}")
+
+    # ---------------- drain: reference
+
+    def drain_reference(self, size, n):
+        tag = self.next_tag(f"drain-reference-{size}")
+        topic = f"cameras/bench/{tag}"
+        cid = f"ref-bench-{tag}"
+        fixture = os.path.join(FIXTURES, f"photo-{size}.jpg")
+        w, h = (int(x) for x in size.split("x"))
+        row = {"tag": tag, "consumer": "reference", "variant": "seed_consumer.py", "size": size, "frames": n}
+        log(f"== {tag}: {n} frames")
+        py = self.a.ref_python
+        base = [py, REFERENCE, "--port", str(self.port), "--topic", topic, "--qos", "1",
+                "--client-id", cid, "--persistent-session"]
+        r = subprocess.run(base + ["--subscribe-only"], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            row["error"] = f"priming failed: {r.stderr.strip()[-300:]}"
+            log("   !! " + row["error"])
+            return row
+        row["publish"] = self.publish(fixture, topic, n, qos=1, logname=f"{tag}.publish.log")
+        self.wait_idle()
+        row["loadavg"] = loadavg()
+        jout = os.path.join(self.logdir, f"{tag}.json")
+        timefile = os.path.join(self.logdir, f"{tag}.time")
+        cmd = ["/usr/bin/time", "-v", "-o", timefile] + base + [
+            "--count", str(n), "--timeout", str(int(self.a.timeout)), "--idle-timeout", str(int(self.a.idle_timeout)),
+            "--json-out", jout]
+        row["cmd"] = " ".join(cmd[4:])
+        s0 = snap([self.broker.pid])
+        with open(os.path.join(self.logdir, f"{tag}.log"), "w") as lf:
+            p = subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT)
+            cpid = child_of(p.pid)
+            s0["pids"][str(cpid)] = pid_cpu(cpid)
+            p.wait(self.a.timeout + 60)
+        s1 = snap([self.broker.pid])
+        try:
+            c = json.load(open(jout))
+        except (OSError, ValueError):
+            c = {}
+        tv = timev(timefile)
+        row["time_v"] = tv
+        s1["pids"][str(cpid)] = s0["pids"][str(cpid)] + tv.get("user_s", 0) + tv.get("sys_s", 0) \
+            if s0["pids"].get(str(cpid)) is not None else None
+        row["other_cpu_pct"] = other_pct(s0, s1, [cpid, self.broker.pid])
+        row["records"] = c.get("frames")
+        row["ok_records"] = c.get("decoded_ok")
+        row["fps"] = c.get("fps")
+        row["mp_per_s"] = round(c["fps"] * w * h / 1e6, 1) if c.get("fps") else None
+        row["window_s"] = c.get("window_s")
+        row["cpu_pct_window"] = c.get("cpu_pct_window")
+        if c.get("fps") and c.get("cpu_pct_window") is not None and c.get("window_s"):
+            row["cpu_s_window"] = round(c["cpu_pct_window"] * c["window_s"] / 100, 2)
+            row["cpu_ms_per_frame"] = round(row["cpu_s_window"] * 1000 / max(c["frames"] - 1, 1), 2)
+        row["peak_rss_mb"] = tv.get("max_rss_mb")
+        row["cpu_s_total"] = round(tv.get("user_s", 0) + tv.get("sys_s", 0), 2)
+        row["exit"] = tv.get("exit")
+        row["stop_reason"] = c.get("stop_reason")
+        if (c.get("frames") or 0) < n:
+            row["anomaly"] = f"only {c.get('frames')} of {n} frames ({c.get('stop_reason')})"
+        self._print_row(row)
+        return row
+
+    def drain_best(self, fn, *args):
+        """Runs a drain, again (up to --retries) when other processes used > --other-max % of a core."""
+        best = None
+        for attempt in range(self.a.retries + 1):
+            row = fn(*args)
+            if best is None or (row.get("other_cpu_pct") or 0) < (best.get("other_cpu_pct") or 0):
+                best = row
+            if (row.get("other_cpu_pct") or 0) <= self.a.other_max or row.get("error"):
+                break
+            log(f"   other processes used {row.get('other_cpu_pct')}% of a core; attempt {attempt + 2} "
+                f"of {self.a.retries + 1}")
+        if best is not row:
+            best["note"] = "kept the attempt with least interference"
+        return best
+
+    # ---------------- live
+
+    def live(self, size, rate, seconds):
+        tag = self.next_tag(f"live-{size}")
+        topic = f"cameras/bench/{tag}"
+        cid = f"mqimg-bench-{tag}"
+        fixture = os.path.join(FIXTURES, f"photo-{size}.jpg")
+        n = max(20, int(rate * seconds))
+        cfg, outdir = self.write_config(tag, topic, cid)
+        logpath = os.path.join(self.logdir, f"{tag}.log")
+        row = {"tag": tag, "size": size, "rate_hz": round(rate, 1), "frames": n}
+        log(f"== {tag}: {n} JSON frames at {rate:.1f}/s")
+        self.wait_idle()
+        row["loadavg"] = loadavg()
+        obs = Observer(self.port, [f"mqimg/results/{topic}", f"mqimg/errors/{topic}"], expect=n)
+        obs.start()
+        obs.ready.wait(10)
+        timefile = os.path.join(self.logdir, f"{tag}.time")
+        p, pid = self.start_mqimg(cfg, logpath, timefile)
+        if not self.wait_log(logpath, r"\bsubscribed\b", 20, p):
+            row["error"] = "mqimg did not subscribe"
+            self.stop_proc(p, pid)
+            obs.close()
+            return self._fail(row, logpath)
+        s0 = snap([pid, self.broker.pid])
+        row["publish"] = self.publish(fixture, topic, n, qos=1, encoding="json", rate=rate,
+                                      logname=f"{tag}.publish.log")
+        obs.done.wait(self.a.idle_timeout)
+        s1 = snap([pid, self.broker.pid])
+        killed = self.stop_proc(p, pid)
+        obs.close()
+        recs = obs.records()
+        lat, seqs, dms = [], [], []
+        for t, _, _, r in recs:
+            meta = r.get("meta") or {}
+            if isinstance(meta.get("ts"), (int, float)):
+                lat.append(t * 1000 - meta["ts"])
+            if "seq" in meta:
+                seqs.append(meta["seq"])
+            if isinstance(r.get("decode_ms"), (int, float)):
+                dms.append(r["decode_ms"])
+        row["records"] = len(recs)
+        row["failure_records"] = sum(1 for r in recs if "stage" in r[3])
+        row["duplicates"] = len(seqs) - len(set(seqs))
+        row["missing"] = n - len(set(seqs))
+        if lat:
+            row["latency_ms"] = {"p50": round(pct(lat, 50), 1), "p90": round(pct(lat, 90), 1),
+                                 "p99": round(pct(lat, 99), 1), "max": round(max(lat), 1),
+                                 "min": round(min(lat), 1), "mean": round(statistics.mean(lat), 1)}
+        if dms:
+            row["decode_ms_p50"] = round(statistics.median(dms), 2)
+        c0, c1 = s0["pids"].get(str(pid)), s1["pids"].get(str(pid))
+        if c0 is not None and c1 is not None:
+            row["cpu_pct"] = round(100 * (c1 - c0) / (s1["t"] - s0["t"]), 1)
+        tv = timev(timefile)
+        row["peak_rss_mb"] = tv.get("max_rss_mb")
+        row["exit"] = tv.get("exit")
+        row["stopped"] = self.stopped_line(logpath)
+        if killed:
+            row["shutdown"] = killed
+        if outdir:
+            shutil.rmtree(outdir, ignore_errors=True)
+        lm = row.get("latency_ms", {})
+        log(f"   {len(recs)}/{n} records, latency p50 {lm.get('p50')} p99 {lm.get('p99')} max {lm.get('max')} ms, "
+            f"mqimg CPU {row.get('cpu_pct')}%")
+        if row["missing"] or row["duplicates"] or row["failure_records"]:
+            row["anomaly"] = (f"{row['missing']} missing, {row['duplicates']} duplicate, "
+                              f"{row['failure_records']} failure records")
+            log("   !! " + row["anomaly"])
+        return row
+
+    # ---------------- burst
+
+    def burst(self, size, n):
+        tag = self.next_tag(f"burst-qos0-{size}")
+        topic = f"cameras/bench/{tag}"
+        cid = f"mqimg-bench-{tag}"
+        fixture = os.path.join(FIXTURES, f"photo-{size}.jpg")
+        cfg, outdir = self.write_config(tag, topic, cid, sub_qos=0)
+        logpath = os.path.join(self.logdir, f"{tag}.log")
+        row = {"tag": tag, "size": size, "published": n}
+        log(f"== {tag}: {n} frames at QoS 0, max rate")
+        self.wait_idle()
+        row["loadavg"] = loadavg()
+        obs = Observer(self.port, [f"mqimg/results/{topic}", f"mqimg/errors/{topic}"])
+        obs.start()
+        obs.ready.wait(10)
+        timefile = os.path.join(self.logdir, f"{tag}.time")
+        p, pid = self.start_mqimg(cfg, logpath, timefile)
+        if not self.wait_log(logpath, r"\bsubscribed\b", 20, p):
+            row["error"] = "mqimg did not subscribe"
+            self.stop_proc(p, pid)
+            obs.close()
+            return self._fail(row, logpath)
+        rss = RssSampler(pid)
+        rss.start()
+        brss = RssSampler(self.broker.pid, 0.1)
+        brss.start()
+        t0 = time.perf_counter()
+        try:
+            row["publish"] = self.publish(fixture, topic, n, qos=0, logname=f"{tag}.publish.log")
+        except RuntimeError as e:
+            row["publish_error"] = str(e)
+        # mqimg keeps working through what it kept; wait until records stop coming.
+        while True:
+            time.sleep(0.5)
+            la = obs.last_arrival()
+            if p.poll() is not None:
+                row["crash"] = f"mqimg exited during the burst (code {p.returncode})"
+                break
+            if (la is None and time.perf_counter() - t0 > 30) or (la is not None and time.perf_counter() - la > 5):
+                break
+            if time.perf_counter() - t0 > self.a.timeout:
+                row["stall"] = "timeout"
+                break
+        row["busy_s"] = round((obs.last_arrival() or time.perf_counter()) - t0, 2)
+        killed = self.stop_proc(p, pid)
+        rss.stop.set()
+        brss.stop.set()
+        obs.close()
+        recs = obs.records()
+        ok = sum(1 for r in recs if "stage" not in r[3])
+        stages = {}
+        for r in recs:
+            if "stage" in r[3]:
+                stages[r[3]["stage"]] = stages.get(r[3]["stage"], 0) + 1
+        row["ok_records"] = ok
+        row["failure_records_by_stage"] = stages
+        row["dropped_queue_records"] = stages.get("queue", 0)
+        st = self.stopped_line(logpath)
+        row["stopped"] = st
+        tv = timev(timefile)
+        row["time_v"] = tv
+        row["peak_rss_mb"] = tv.get("max_rss_mb")
+        row["exit"] = tv.get("exit")
+        if killed:
+            row["shutdown"] = killed
+        if tv.get("signal"):
+            row["crash"] = f"mqimg terminated by signal {tv['signal']}"
+        if rss.samples:
+            row["rss_mb_samples"] = len(rss.samples)
+            row["rss_mb_end"] = rss.samples[-1][1]
+            row["rss_mb_max_sampled"] = max(s[1] for s in rss.samples)
+            # coarse timeline: max RSS per second
+            tl = {}
+            for t, r in rss.samples:
+                tl[int(t)] = max(tl.get(int(t), 0), r)
+            row["rss_mb_per_second"] = [tl[k] for k in sorted(tl)]
+        if brss.samples:
+            row["broker_rss_mb_max"] = max(s[1] for s in brss.samples)
+        if st:
+            row["received"] = st.get("received")
+            row["decoded"] = st.get("ok")
+            row["failed"] = st.get("failed")
+            row["check_decoded_plus_dropped_eq_received"] = (ok + stages.get("queue", 0) == st.get("received"))
+            row["check_records_match_counters"] = (ok == st.get("ok") and sum(stages.values()) == st.get("failed"))
+        row["lost_between_broker_and_mqimg"] = (n - st["received"]) if st else None
+        problems = self.log_problems(logpath)
+        if problems:
+            row["log_problems"] = problems
+        if outdir:
+            shutil.rmtree(outdir, ignore_errors=True)
+        log(f"   published {n}, mqimg received {row.get('received')}, decoded {ok}, dropped (queue records) "
+            f"{stages.get('queue', 0)}, other failures {sum(v for k, v in stages.items() if k != 'queue')}; "
+            f"peak RSS {row.get('peak_rss_mb')} MB; check decoded+dropped==received: "
+            f"{row.get('check_decoded_plus_dropped_eq_received')}")
+        return row
+
+    # ---------------- reference availability
+
+    def check_reference(self):
+        if self.a.no_reference:
+            self.notice("reference consumer skipped (--no-reference)")
+            return False
+        if not os.path.exists(REFERENCE):
+            self.notice(f"reference consumer not found at {REFERENCE}: its rows and the ratios are skipped")
+            return False
+        r = subprocess.run([self.a.ref_python, "-c", "import paho.mqtt, numpy, cv2; "
+                            "print(paho.mqtt.__version__, numpy.__version__, cv2.__version__)"],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            self.notice(f"reference consumer skipped: {self.a.ref_python} cannot import paho-mqtt, numpy, cv2 "
+                        "(pip install paho-mqtt numpy opencv-python-headless, or let bench/run.sh make its venv)")
+            return False
+        v = r.stdout.split()
+        self.results["reference"] = {"path": REFERENCE, "python": self.a.ref_python, "paho_mqtt": v[0],
+                                     "numpy": v[1], "opencv": v[2]}
+        return True
+
+    # ---------------- main flow
+
+    def run(self):
+        a = self.a
+        sizes = a.sizes
+        frames = {s: max(4, int(FRAMES_FULL.get(s, 500) * a.scale)) for s in sizes}
+        info = {
+            "nproc": NCPU,
+            "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
+            "kernel": platform.release(),
+            "mqimg": subprocess.run([self.mqimg, "--version"], capture_output=True, text=True).stdout.strip(),
+            "mqimg_binary": self.mqimg,
+            "mqimg_binary_mtime": datetime.datetime.fromtimestamp(os.path.getmtime(self.mqimg)).isoformat(timespec="seconds"),
+            "git_head": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                       text=True).stdout.strip(),
+            "git_dirty": bool(subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                                             capture_output=True, text=True).stdout.strip()),
+            "loadavg_start": loadavg(),
+            "args": vars(a),
+            "frames_per_size": frames,
+        }
+        self.results["machine"] = info
+        log(f"mqimg {info['mqimg']} ({info['git_head']}{' + uncommitted changes' if info['git_dirty'] else ''}), "
+            f"{NCPU} CPUs, load {' '.join(info['loadavg_start'])}")
+        self.ref_ok = self.check_reference()
+        only = set(a.only.split(",")) if a.only else {"ceiling", "drain", "live", "burst"}
+
+        if "ceiling" in only:
+            self.ceiling(sizes)
+        self.start_broker()
+        try:
+            if "drain" in only or "live" in only:
+                for s in sizes:
+                    if "drain" not in only:
+                        break
+                    if self.ref_ok:
+                        self.results["drain"].append(self.drain_best(self.drain_reference, s, frames[s]))
+                    self.results["drain"].append(self.drain_best(self.drain_mqimg, s, frames[s], "user"))
+                    if s in EXTRA_SIZES or a.all_variants:
+                        for v in ("records-only", "1-worker"):
+                            self.results["drain"].append(self.drain_best(self.drain_mqimg, s, frames[s], v))
+                    self.save()
+            if "live" in only:
+                for s in (a.live_sizes or sizes):
+                    fps = self._drain_fps(s, "mqimg", "user") or a.live_rate
+                    if not fps:
+                        self.notice(f"live {s}: no drain rate to take 50 % of (pass --live-rate)")
+                        continue
+                    rate = fps * a.live_load if self._drain_fps(s, "mqimg", "user") else fps
+                    self.results["live"].append(self.live(s, rate, a.live_seconds))
+                    self.save()
+            if "burst" in only:
+                self.results["burst"] = self.burst(a.burst_size, a.burst_frames)
+        finally:
+            alive = self.broker_alive()
+            self.stop_broker()
+            if not alive:
+                self.notice("mosquitto was not running at the end of the run")
+            shutil.rmtree(self.work, ignore_errors=True)
+        self.results["machine"]["loadavg_end"] = loadavg()
+        self.evaluate()
+        self.save()
+        report = self.report()
+        open(os.path.join(self.out, "report.md"), "w").write(report)
+        print(report)
+        log(f"results: {os.path.join(self.out, 'results.json')}")
+
+    def _drain_row(self, size, consumer, variant=None):
+        for r in self.results["drain"]:
+            if r["size"] == size and r["consumer"] == consumer and (variant is None or r["variant"] == variant):
+                return r
+        return None
+
+    def _drain_fps(self, size, consumer, variant=None):
+        r = self._drain_row(size, consumer, variant)
+        return r.get("fps") if r else None
+
+    def decode_ms(self, size):
+        c = self.results["ceiling"].get(size)
+        if c:
+            return c["ns_per_frame"] / 1e6, "criterion single-core"
+        r = self._drain_row(size, "mqimg", "user")
+        if r and r.get("decode_ms_p50"):
+            return r["decode_ms_p50"], "median decode_ms of drain records"
+        return None, None
+
+    # ---------------- targets
+
+    def evaluate(self):
+        t = []
+
+        def add(name, size, value, goal, ok, detail):
+            t.append({"target": name, "size": size, "value": value, "goal": goal,
+                      "status": ("n/a" if ok is None else "PASS" if ok else "MISS"), "detail": detail})
+
+        for s in TARGET_SIZES:
+            u = self._drain_row(s, "mqimg", "user")
+            ref = self._drain_row(s, "reference")
+            one = self._drain_row(s, "mqimg", "1-worker")
+            c = self.results["ceiling"].get(s)
+            ufps = u.get("fps") if u else None
+            rfps = ref.get("fps") if ref else None
+            if ufps and rfps:
+                x = ufps / rfps
+                add("drain ≥ 3× reference (records on, frames stored)", s, round(x, 2), 3.0, x >= 3.0,
+                    f"{ufps} vs {rfps} frames/s")
+            else:
+                add("drain ≥ 3× reference (records on, frames stored)", s, None, 3.0, None, "not measured")
+            if ufps and c:
+                x = ufps / c["ceiling_fps"]
+                add("drain ≥ 85 % of decode ceiling", s, round(x, 3), 0.85, x >= 0.85,
+                    f"{ufps} vs {c['ceiling_fps']} frames/s ({c['single_core_fps']} × {c['cores']} cores)")
+            else:
+                add("drain ≥ 85 % of decode ceiling", s, None, 0.85, None, "not measured")
+            ofps = one.get("fps") if one else None
+            if ofps and rfps:
+                x = ofps / rfps
+                add("one decode worker ≥ 1.5× reference", s, round(x, 2), 1.5, x >= 1.5, f"{ofps} vs {rfps} frames/s")
+            else:
+                add("one decode worker ≥ 1.5× reference", s, None, 1.5, None, "not measured")
+        u = self._drain_row("1920x1080", "mqimg", "user")
+        ref = self._drain_row("1920x1080", "reference")
+        if u and ref and u.get("peak_rss_mb") and ref.get("peak_rss_mb"):
+            add("peak RSS ≤ reference (1920x1080 drain)", "1920x1080", u["peak_rss_mb"], ref["peak_rss_mb"],
+                u["peak_rss_mb"] <= ref["peak_rss_mb"], f"{u['peak_rss_mb']} vs {ref['peak_rss_mb']} MB")
+        else:
+            add("peak RSS ≤ reference (1920x1080 drain)", "1920x1080", None, None, None, "not measured")
+        for lv in self.results["live"]:
+            dm, src = self.decode_ms(lv["size"])
+            p99 = (lv.get("latency_ms") or {}).get("p99")
+            if dm is None or p99 is None:
+                add("live p99 ≤ 3× decode + 10 ms", lv["size"], p99, None, None, "no decode time or no latency")
+                continue
+            goal = round(3 * dm + 10, 1)
+            add("live p99 ≤ 3× decode + 10 ms", lv["size"], p99, goal, p99 <= goal,
+                f"decode {dm:.2f} ms ({src}); rate {lv['rate_hz']}/s")
+        b = self.results.get("burst")
+        if b:
+            ok = (not b.get("crash") and b.get("check_decoded_plus_dropped_eq_received") is True)
+            add("QoS 0 burst: no crash, decoded + dropped == received", b["size"],
+                f"{b.get('decoded')}+{b.get('dropped_queue_records')}={b.get('received')}", None, ok,
+                f"peak RSS {b.get('peak_rss_mb')} MB")
+        self.results["targets"] = t
+
+    # ---------------- report
+
+    def report(self):
+        R = self.results
+        m = R["machine"]
+        L = []
+        L.append(f"## mqimg end-to-end benchmark {R['stamp']}")
+        L.append("")
+        L.append(f"Machine: {m['nproc']} CPUs ({m['cpu']}), kernel {m['kernel']}; {R.get('broker', {}).get('version', '')}; "
+                 f"load average at start {' '.join(m['loadavg_start'])}, at end {' '.join(m.get('loadavg_end', []))}.  ")
+        L.append(f"mqimg: {m['mqimg']} at {m['git_head']}{' (+ uncommitted changes)' if m['git_dirty'] else ''}, "
+                 f"binary built {m['mqimg_binary_mtime']}.  ")
+        if R.get("reference"):
+            rf = R["reference"]
+            L.append(f"Reference: seed_consumer.py (paho-mqtt {rf['paho_mqtt']}, numpy {rf['numpy']}, "
+                     f"opencv {rf['opencv']}).  ")
+        for n in R["notices"]:
+            L.append(f"NOTICE: {n}  ")
+        L.append("")
+        if R["drain"]:
+            L.append("### Drain: N base64 frames queued at QoS 1 while the consumer was offline; first → last record")
+            L.append("")
+            L.append("| frame | consumer | config | frames | frames/s | MP/s | × ref | % ceiling | CPU s (window) | CPU % | "
+                     "CPU ms/frame | decode ms p50 | peak RSS MB | other CPU % | load 1m | notes |")
+            L.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+            for r in R["drain"]:
+                ref = self._drain_fps(r["size"], "reference")
+                c = R["ceiling"].get(r["size"])
+                xref = f"{r['fps'] / ref:.2f}" if r.get("fps") and ref and r["consumer"] == "mqimg" else "-"
+                xc = f"{100 * r['fps'] / c['ceiling_fps']:.0f} %" if r.get("fps") and c and r["consumer"] == "mqimg" else "-"
+                cfg = {"user": f"records + stored, {r.get('workers')} workers",
+                       "records-only": f"records only, {r.get('workers')} workers",
+                       "1-worker": "records + stored, 1 worker"}.get(r["variant"], "tutorial")
+                notes = "; ".join(str(r[k]) for k in ("error", "anomaly", "stall", "shutdown", "note") if r.get(k))
+                L.append(f"| {r['size']} | {r['consumer']} | {cfg} | {r.get('records', '-')}/{r['frames']} | "
+                         f"{fmt(r.get('fps'))} | {fmt(r.get('mp_per_s'))} | {xref} | {xc} | {fmt(r.get('cpu_s_window'), 2)} | "
+                         f"{fmt(r.get('cpu_pct_window'), 0)} | {fmt(r.get('cpu_ms_per_frame'), 2)} | "
+                         f"{fmt(r.get('decode_ms_p50'), 2)} | {fmt(r.get('peak_rss_mb'), 0)} | "
+                         f"{fmt(r.get('other_cpu_pct'), 0)} | {(r.get('loadavg') or ['-'])[0]} | {notes} |")
+            L.append("")
+        if R["ceiling"]:
+            L.append("### Decode ceiling (criterion `decode/jpeg-to-rgb`, one thread, × cores)")
+            L.append("")
+            L.append("| frame | single-core ms/frame | single-core frames/s | cores | ceiling frames/s | mqimg drain | ratio | measured |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|---|")
+            for s, c in R["ceiling"].items():
+                u = self._drain_fps(s, "mqimg", "user")
+                ratio = f"{u / c['ceiling_fps']:.2f}" if u else "-"
+                L.append(f"| {s} | {c['ns_per_frame'] / 1e6:.2f} | {c['single_core_fps']} | {c['cores']} | "
+                         f"{c['ceiling_fps']} | {fmt(u)} | {ratio} | {c['measured_at']} |")
+            L.append("")
+        if R["live"]:
+            L.append("### Live: JSON envelopes at a fixed rate (50 % of mqimg's drain rate); latency = record arrival − envelope ts")
+            L.append("")
+            L.append("| frame | rate /s | records | p50 ms | p90 ms | p99 ms | max ms | decode ms p50 | mqimg CPU % | peak RSS MB | notes |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+            for r in R["live"]:
+                lm = r.get("latency_ms") or {}
+                notes = "; ".join(str(r[k]) for k in ("error", "anomaly", "shutdown") if r.get(k))
+                L.append(f"| {r['size']} | {r['rate_hz']} | {r.get('records', '-')}/{r['frames']} | {fmt(lm.get('p50'))} | "
+                         f"{fmt(lm.get('p90'))} | {fmt(lm.get('p99'))} | {fmt(lm.get('max'))} | {fmt(r.get('decode_ms_p50'), 2)} | "
+                         f"{fmt(r.get('cpu_pct'), 0)} | {fmt(r.get('peak_rss_mb'), 0)} | {notes} |")
+            L.append("")
+        b = R.get("burst")
+        if b:
+            L.append(f"### QoS 0 burst: {b['published']} × {b['size']} frames published at max rate (subscription qos 0)")
+            L.append("")
+            L.append("| published | received by mqimg | decoded | dropped (queue records) | other failures | decoded + dropped = received | "
+                     "peak RSS MB | RSS at end MB | broker peak RSS MB | busy s | crash |")
+            L.append("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
+            other = sum(v for k, v in (b.get("failure_records_by_stage") or {}).items() if k != "queue")
+            L.append(f"| {b['published']} | {fmt(b.get('received'))} | {fmt(b.get('ok_records'))} | "
+                     f"{fmt(b.get('dropped_queue_records'))} | {other} | {b.get('check_decoded_plus_dropped_eq_received')} | "
+                     f"{fmt(b.get('peak_rss_mb'), 0)} | {fmt(b.get('rss_mb_end'), 0)} | {fmt(b.get('broker_rss_mb_max'), 0)} | "
+                     f"{fmt(b.get('busy_s'))} | {b.get('crash') or b.get('error') or 'no'} |")
+            if b.get("rss_mb_per_second"):
+                L.append("")
+                L.append("mqimg RSS (max per second, MB): " + ", ".join(f"{x:.0f}" for x in b["rss_mb_per_second"]))
+            L.append("")
+        if R["targets"]:
+            L.append("### Targets")
+            L.append("")
+            L.append("| target | frame | measured | goal | result | detail |")
+            L.append("|---|---|---:|---:|---|---|")
+            for t in R["targets"]:
+                L.append(f"| {t['target']} | {t['size']} | {fmt(t['value'], 2)} | {fmt(t['goal'], 2)} | "
+                         f"**{t['status']}** | {t['detail']} |")
+            L.append("")
+        return "\n".join(L)
+
+    def save(self):
+        with open(os.path.join(self.out, "results.json"), "w") as f:
+            json.dump(self.results, f, indent=1, default=str)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: 1280x720 and 1920x1080 only, 20 %% of the frames, 4 s live, 2000-frame burst")
+    ap.add_argument("--sizes", help="comma list (default: 640x480,1280x720,1920x1080,3840x2160)")
+    ap.add_argument("--scale", type=float, help="multiply the frame counts (2000/1000/600/200)")
+    ap.add_argument("--only", help="comma list of sections: ceiling,drain,live,burst (default: all)")
+    ap.add_argument("--all-variants", action="store_true", help="records-only and 1-worker rows at every size")
+    ap.add_argument("--mqimg", default=os.path.join(ROOT, "target", "release", "mqimg"))
+    ap.add_argument("--ref-python", default=sys.executable, help="Python with paho-mqtt, numpy, cv2 for the reference")
+    ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--criterion", choices=("auto", "run", "read", "skip"), default="auto",
+                    help="decode ceiling: run `cargo bench --bench decode`, read existing estimates, or skip "
+                         "(auto: read if present, else run; --quick never runs it)")
+    ap.add_argument("--live-sizes", help="comma list (default: the drain sizes)")
+    ap.add_argument("--live-load", type=float, default=0.5, help="live rate as a fraction of the drain rate")
+    ap.add_argument("--live-rate", type=float, help="live rate when there is no drain row")
+    ap.add_argument("--live-seconds", type=float)
+    ap.add_argument("--burst-frames", type=int)
+    ap.add_argument("--burst-size", default="640x480")
+    ap.add_argument("--broker-nodelay", action="store_true", help="set_tcp_nodelay true in the broker")
+    ap.add_argument("--max-queued", type=int, default=100000)
+    ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--idle-timeout", type=float, default=20, help="give up a case after this long without a record")
+    ap.add_argument("--idle-pct", type=float, default=15, help="machine idle = below this %% of one core busy")
+    ap.add_argument("--idle-wait", type=float, help="wait up to this long for idle before each case (0 = don't)")
+    ap.add_argument("--other-max", type=float, default=25, help="re-run a drain when others used more %% of a core")
+    ap.add_argument("--retries", type=int)
+    ap.add_argument("--out", help="results folder (default bench-results/<UTC stamp>)")
+    a = ap.parse_args()
+    a.sizes = a.sizes.split(",") if a.sizes else (["1280x720", "1920x1080"] if a.quick else ALL_SIZES)
+    for s in a.sizes:
+        if s not in FRAMES_FULL:
+            ap.error(f"unknown size {s}")
+    a.live_sizes = a.live_sizes.split(",") if a.live_sizes else None
+    a.scale = a.scale if a.scale is not None else (0.2 if a.quick else 1.0)
+    a.live_seconds = a.live_seconds if a.live_seconds is not None else (4 if a.quick else 8)
+    a.burst_frames = a.burst_frames if a.burst_frames is not None else (2000 if a.quick else 10000)
+    a.idle_wait = a.idle_wait if a.idle_wait is not None else (20 if a.quick else 90)
+    a.retries = a.retries if a.retries is not None else (0 if a.quick else 1)
+    if not os.access(a.mqimg, os.X_OK):
+        sys.exit(f"{a.mqimg} not found: build it with `cargo build --release` (bench/run.sh does)")
+    for tool in ("mosquitto", "/usr/bin/time"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found: apt-get install -y mosquitto time")
+    Bench(a).run()
+
+
+if __name__ == "__main__":
+    main()
