@@ -28,6 +28,8 @@ const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct App {
     settings: Settings,
+    /// The metrics endpoint's socket, bound at build time.
+    metrics_listener: Option<std::net::TcpListener>,
     client: AsyncClient,
     eventloop: EventLoop,
     metrics: Arc<Metrics>,
@@ -48,13 +50,30 @@ impl App {
         if settings.subscriptions.is_empty() {
             tracing::warn!("no [[subscriptions]] configured: mqimg will receive nothing");
         }
+        let metrics_listener = if settings.metrics.listen.is_empty() {
+            None
+        } else {
+            let listener = crate::http::bind(&settings.metrics.listen).with_context(|| {
+                format!(
+                    "cannot listen on metrics.listen {} (MQIMG__METRICS__LISTEN)",
+                    settings.metrics.listen
+                )
+            })?;
+            Some(listener)
+        };
         let (client, eventloop) = mqtt::connect(&settings)?;
         Ok(Self {
             settings,
+            metrics_listener,
             client,
             eventloop,
             metrics: Arc::new(Metrics::default()),
         })
+    }
+
+    /// Where the metrics endpoint listens, when on.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_listener.as_ref()?.local_addr().ok()
     }
 
     /// The counters, for tests and the summary.
@@ -70,6 +89,7 @@ impl App {
     ) -> anyhow::Result<Summary> {
         let App {
             settings,
+            metrics_listener,
             client,
             eventloop,
             metrics,
@@ -99,6 +119,12 @@ impl App {
             shutdown: stop.clone(),
         };
         let mut poll_task = tokio::spawn(poller.run());
+        let http_task = metrics_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+            }
+            tokio::spawn(crate::http::serve(listener, Arc::clone(&metrics)))
+        });
         let summary_task = (settings.log.summary_secs > 0).then(|| {
             let metrics = Arc::clone(&metrics);
             let every = Duration::from_secs(settings.log.summary_secs);
@@ -121,7 +147,7 @@ impl App {
             poll_task.abort();
         }
         signal_task.abort();
-        if let Some(task) = summary_task {
+        for task in [summary_task, http_task].into_iter().flatten() {
             task.abort();
         }
         // Workers exit once their queue is empty; the delivery task already dropped its sender.
@@ -136,9 +162,9 @@ impl App {
             );
         }
         tracing::info!(
-            received = crate::metrics::Metrics::get(&metrics.received),
-            ok = crate::metrics::Metrics::get(&metrics.ok),
-            failed = metrics.failed(),
+            received = metrics.received.get(),
+            ok = metrics.ok.get(),
+            failed = metrics.failed_total(),
             "stopped"
         );
         Ok(summary)

@@ -84,6 +84,22 @@ pub struct Settings {
     pub decode: Decode,
     pub pipeline: Pipeline,
     pub log: Log,
+    pub metrics: MetricsEndpoint,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsEndpoint {
+    /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`); empty = off.
+    pub listen: String,
+}
+
+impl Default for MetricsEndpoint {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -485,6 +501,17 @@ impl Settings {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
+        }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(ConfigError::invalid(
+                "metrics.listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9464 (empty turns the endpoint off)",
+                    self.metrics.listen
+                ),
+            ));
         }
         if self.pipeline.queue_frames == 0 {
             return Err(ConfigError::invalid(

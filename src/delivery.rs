@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, SystemTime};
 
@@ -179,9 +178,7 @@ impl Delivery {
                 }
             }
             self.flush();
-            self.metrics
-                .in_flight
-                .store(self.frames.len() as i64, Ordering::Relaxed);
+            self.metrics.in_flight.set(self.frames.len() as i64);
             if self.draining && self.drained() {
                 break;
             }
@@ -217,9 +214,7 @@ impl Delivery {
             }
             MqttEvent::RecordAcked(pkid) => {
                 if let Some(seq) = self.awaiting_puback.remove(&pkid) {
-                    self.metrics
-                        .records_published
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.metrics.records_published.inc();
                     self.finish(seq);
                 }
             }
@@ -275,10 +270,10 @@ impl Delivery {
     }
 
     fn on_frame(&mut self, publish: Publish) {
-        self.metrics.received.fetch_add(1, Ordering::Relaxed);
+        self.metrics.received.inc();
         self.metrics
             .received_bytes
-            .fetch_add(publish.payload.len() as u64, Ordering::Relaxed);
+            .inc_by(publish.payload.len() as u64);
         if self.draining {
             // Not processed and not acked: the broker redelivers it (a QoS 0 frame is lost, counted).
             self.summary.unfinished += 1;
@@ -325,7 +320,7 @@ impl Delivery {
         };
         match jobs.try_send(job) {
             Ok(()) => {
-                self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
+                self.metrics.queue_depth.inc();
             }
             Err(TrySendError::Full(job)) => self.overflow(job),
             Err(TrySendError::Disconnected(job)) => {
@@ -357,6 +352,10 @@ impl Delivery {
     }
 
     fn on_done(&mut self, outcome: Done) {
+        if outcome.ok {
+            // Counted here, not by the worker: only now is its file known to be on disk.
+            self.metrics.ok.inc();
+        }
         let Some(frame) = self.frames.get_mut(&outcome.seq) else {
             return;
         };
@@ -376,7 +375,7 @@ impl Delivery {
             let Some(jobs) = &self.jobs else { break };
             match jobs.try_send(job) {
                 Ok(()) => {
-                    self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.queue_depth.inc();
                 }
                 Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
                     self.backlog.push_front(job);
@@ -447,7 +446,7 @@ impl Delivery {
                         Err(e) => {
                             // Only an invalid topic gets here: the record can never be sent.
                             tracing::error!(topic, error = %e, "cannot publish record");
-                            self.metrics.records_failed.fetch_add(1, Ordering::Relaxed);
+                            self.metrics.records_failed.inc();
                             self.finish(seq);
                             Ok(())
                         }
@@ -455,7 +454,7 @@ impl Delivery {
                 }
                 Out::Ack(publish) => match self.client.try_ack(&publish) {
                     Ok(()) => {
-                        self.metrics.acked.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.acked.inc();
                         Ok(())
                     }
                     Err(_) => Err(Out::Ack(publish)),
@@ -475,9 +474,7 @@ impl Delivery {
         }
         if self.record_qos == QoS::AtMostOnce {
             // Nothing more will be heard of a QoS 0 publish: handing it over is all there is.
-            self.metrics
-                .records_published
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.records_published.inc();
             self.finish(seq);
         } else {
             self.unassigned.push_back(seq);

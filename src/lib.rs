@@ -20,7 +20,8 @@
 //! - [`mqtt`]: client options and the poll task that owns rumqttc's event loop.
 //! - [`delivery`]: at-least-once bookkeeping: frames to workers, records out, acks in order.
 //! - [`pipeline`]: the decode workers (OS threads) and the bounded decode queue.
-//! - [`app`]: wiring; [`metrics`]: counters and the summary line; [`telemetry`]: logging.
+//! - [`app`]: wiring; [`metrics`]: counters and the summary line; [`http`]: `/metrics`, `/healthz`,
+//!   `/readyz`; [`telemetry`]: logging.
 //! - [`publish`]: `mqimg publish`, a camera-like publisher for trials and benchmarks.
 
 pub mod app;
@@ -30,13 +31,13 @@ pub mod config;
 pub mod decode;
 pub mod delivery;
 pub mod frame;
+pub mod http;
 pub mod metrics;
 pub mod mqtt;
 pub mod output;
-pub mod pipeline;
 pub mod payload;
+pub mod pipeline;
 pub mod publish;
 pub mod record;
 pub mod telemetry;
 pub mod topic;
-

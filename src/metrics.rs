@@ -1,72 +1,158 @@
-//! Counters of what happened to frames, shared by the pipeline's tasks, and the periodic summary line.
-//!
-//! Plain atomics: each is written by one place and read by the summary and by tests.
+//! Every metric mqimg keeps, in one place: what happened to frames, records and the connection. Exposed
+//! in Prometheus text format on `/metrics` (see [`crate::http`]) and summarised in a periodic log line.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use crate::record::Stage;
 
-/// Every counter mqimg keeps. Names match the summary log fields.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: &'static str,
+}
+
+/// The counters and gauges. Cloning a metric shares it, so the registry and the pipeline see the same.
+#[derive(Debug)]
 pub struct Metrics {
-    /// Frames received from the broker (every one ends counted in `ok` or `failed_*`, or as unfinished).
-    pub received: AtomicU64,
-    /// Payload bytes received.
-    pub received_bytes: AtomicU64,
+    /// Frames received from the broker; each ends in `ok`, `failed` or unfinished at shutdown.
+    pub received: Counter,
+    pub received_bytes: Counter,
     /// Frames decoded and stored.
-    pub ok: AtomicU64,
-    pub failed_payload: AtomicU64,
-    pub failed_limits: AtomicU64,
-    pub failed_decode: AtomicU64,
-    pub failed_store: AtomicU64,
-    /// QoS 0 frames dropped because the decode queue was full.
-    pub dropped_queue: AtomicU64,
-    /// Records the broker acknowledged (or handed over, for QoS 0 records).
-    pub records_published: AtomicU64,
-    /// Records that could not be published (too large even without `meta`, or the client refused them).
-    pub records_failed: AtomicU64,
+    pub ok: Counter,
+    /// Frames that ended as a failure record, by stage (`queue` = QoS 0 frames dropped when full).
+    pub failed: Family<StageLabel, Counter>,
+    /// Records the broker acknowledged (or that were handed over, for QoS 0 records).
+    pub records_published: Counter,
+    /// Records that could never be published (invalid record topic).
+    pub records_failed: Counter,
     /// PUBACKs sent for frames.
-    pub acked: AtomicU64,
+    pub acked: Counter,
     /// Frames waiting for a decode worker.
-    pub queue_depth: AtomicI64,
-    /// Frames received but not yet finished (record durable).
-    pub in_flight: AtomicI64,
-    pub connected: AtomicBool,
+    pub queue_depth: Gauge<i64, AtomicI64>,
+    /// Frames received but not yet finished and acked.
+    pub in_flight: Gauge<i64, AtomicI64>,
+    /// 1 while connected to the broker.
+    pub connected: Gauge<i64, AtomicI64>,
     /// Successful connections (the first one included).
-    pub connections: AtomicU64,
-    /// SUBACKs received that granted every subscription: a test or probe waits on it for readiness.
+    pub connections: Counter,
+    /// SUBACKs that granted every subscription: readiness, and what tests wait on.
     pub subscribed: tokio::sync::watch::Sender<u64>,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Self {
+            received: Counter::default(),
+            received_bytes: Counter::default(),
+            ok: Counter::default(),
+            failed: Family::default(),
+            records_published: Counter::default(),
+            records_failed: Counter::default(),
+            acked: Counter::default(),
+            queue_depth: Gauge::default(),
+            in_flight: Gauge::default(),
+            connected: Gauge::default(),
+            connections: Counter::default(),
+            subscribed: tokio::sync::watch::Sender::new(0),
+            registry: Registry::with_prefix("mqimg"),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "frames_received",
+            "Frames received from the broker",
+            m.received.clone(),
+        );
+        r.register(
+            "payload_bytes_received",
+            "Payload bytes received",
+            m.received_bytes.clone(),
+        );
+        r.register("frames_ok", "Frames decoded and stored", m.ok.clone());
+        r.register(
+            "frames_failed",
+            "Frames that ended as a failure record, by stage",
+            m.failed.clone(),
+        );
+        r.register(
+            "records_published",
+            "Records acknowledged by the broker",
+            m.records_published.clone(),
+        );
+        r.register(
+            "records_failed",
+            "Records that could not be published",
+            m.records_failed.clone(),
+        );
+        r.register("frames_acked", "PUBACKs sent for frames", m.acked.clone());
+        r.register(
+            "queue_depth",
+            "Frames waiting for a decode worker",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "frames_in_flight",
+            "Frames received and not yet finished",
+            m.in_flight.clone(),
+        );
+        r.register(
+            "connected",
+            "1 while connected to the broker",
+            m.connected.clone(),
+        );
+        r.register(
+            "connections",
+            "Successful broker connections",
+            m.connections.clone(),
+        );
+        m
+    }
 }
 
 impl Metrics {
     pub fn count_failure(&self, stage: Stage) {
-        let counter = match stage {
-            Stage::Payload => &self.failed_payload,
-            Stage::Limits => &self.failed_limits,
-            Stage::Decode => &self.failed_decode,
-            Stage::Store => &self.failed_store,
-            Stage::Queue => &self.dropped_queue,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.failed
+            .get_or_create(&StageLabel {
+                stage: stage.as_str(),
+            })
+            .inc();
+    }
+
+    /// Failures at `stage` so far.
+    pub fn failures(&self, stage: Stage) -> u64 {
+        self.failed
+            .get_or_create(&StageLabel {
+                stage: stage.as_str(),
+            })
+            .get()
     }
 
     /// Frames that ended as a failure record, whatever the stage.
-    pub fn failed(&self) -> u64 {
+    pub fn failed_total(&self) -> u64 {
         [
-            &self.failed_payload,
-            &self.failed_limits,
-            &self.failed_decode,
-            &self.failed_store,
-            &self.dropped_queue,
+            Stage::Payload,
+            Stage::Limits,
+            Stage::Decode,
+            Stage::Store,
+            Stage::Queue,
         ]
-        .iter()
-        .map(|c| c.load(Ordering::Relaxed))
+        .into_iter()
+        .map(|stage| self.failures(stage))
         .sum()
     }
 
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
     }
 
     /// Logs one summary line every `every` until the task is dropped.
@@ -76,21 +162,41 @@ impl Metrics {
         let (mut last_ok, mut last_failed) = (0, 0);
         loop {
             ticker.tick().await;
-            let ok = Self::get(&self.ok);
-            let failed = self.failed();
+            let ok = self.ok.get();
+            let failed = self.failed_total();
             let secs = every.as_secs_f64();
             tracing::info!(
                 ok,
                 failed,
                 ok_per_sec = format!("{:.1}", (ok - last_ok) as f64 / secs),
                 failed_per_sec = format!("{:.1}", (failed - last_failed) as f64 / secs),
-                queue_depth = self.queue_depth.load(Ordering::Relaxed),
-                in_flight = self.in_flight.load(Ordering::Relaxed),
-                acked = Self::get(&self.acked),
-                connected = self.connected.load(Ordering::Relaxed),
+                queue_depth = self.queue_depth.get(),
+                in_flight = self.in_flight.get(),
+                acked = self.acked.get(),
+                connected = self.connected.get() == 1,
                 "summary"
             );
             (last_ok, last_failed) = (ok, failed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_exported_by_stage_with_the_mqimg_prefix() {
+        let m = Metrics::default();
+        m.received.inc();
+        m.count_failure(Stage::Limits);
+        m.count_failure(Stage::Limits);
+        let text = m.render();
+        assert!(text.contains("mqimg_frames_received_total 1"), "{text}");
+        assert!(
+            text.contains(r#"mqimg_frames_failed_total{stage="limits"} 2"#),
+            "{text}"
+        );
+        assert_eq!(m.failed_total(), 2);
     }
 }

@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rumqttc::{
@@ -94,8 +93,8 @@ impl Poller {
                 Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
                     backoff = self.backoff_min;
                     failures = 0;
-                    self.metrics.connected.store(true, Ordering::Relaxed);
-                    let n = self.metrics.connections.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.connected.set(1);
+                    let n = self.metrics.connections.inc();
                     tracing::info!(
                         url = %self.url,
                         session_present = ack.session_present,
@@ -116,12 +115,12 @@ impl Poller {
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => MqttEvent::RecordSent(pkid),
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                     tracing::info!("disconnected from broker");
-                    self.metrics.connected.store(false, Ordering::Relaxed);
+                    self.metrics.connected.set(0);
                     return;
                 }
                 Ok(_) => continue,
                 Err(error) => {
-                    let was_connected = self.metrics.connected.swap(false, Ordering::Relaxed);
+                    let was_connected = self.metrics.connected.set(0) == 1;
                     failures += 1;
                     self.log_error(&error, was_connected, failures, backoff);
                     let replay = self

@@ -8,7 +8,6 @@
 //! Workers write frame files without waiting for the disk; the syncer thread makes a whole batch of
 //! them durable with one `syncfs` (group commit) before their outcomes may be acked.
 
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -150,7 +149,6 @@ impl Context {
                 for warning in &r.warnings {
                     tracing::warn!(topic = %job.topic, warning = %warning, "frame decoded with a warning");
                 }
-                self.metrics.ok.fetch_add(1, Ordering::Relaxed);
                 let stored = processed.record.path.is_some().then(|| Stored {
                     topic: job.topic.clone(),
                     received_at: job.received_at,
@@ -272,7 +270,6 @@ fn sync(stored: &Receiver<Done>, done: &mpsc::Sender<Done>, context: &Context) {
                     let Some(stored) = &d.stored else {
                         return d;
                     };
-                    context.metrics.ok.fetch_sub(1, Ordering::Relaxed);
                     let failure = Failure::new(
                         Some(&stored.topic),
                         stored.received_at,
@@ -300,7 +297,7 @@ fn work(jobs: &Mutex<Receiver<Job>>, done: &SyncSender<Done>, context: &Context)
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        context.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+        context.metrics.queue_depth.dec();
         // A decoder bug must not kill the worker: the frame would never finish and, acked in order,
         // would hold back every frame after it.
         let outcome =

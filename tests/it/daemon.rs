@@ -1,15 +1,15 @@
 //! `mqimg run` in-process against a private Mosquitto: payload forms, bad frames, wildcards, hostile
 //! topics, oversized frames.
 
+use mqimg::record::Stage;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rumqttc::QoS;
 use sha2::{Digest, Sha256};
 
-use crate::support::daemon::{Daemon, json, settings};
+use crate::support::daemon::{Daemon, http_get, json, settings};
 use crate::support::{Broker, Subscriber, fixture, publish_once, with_timeout};
 
 const RECORD_WAIT: Duration = Duration::from_secs(30);
@@ -126,10 +126,20 @@ async fn every_payload_form_arrives_as_a_file_and_a_result_record() {
             assert!(record["meta"].get("image").is_none());
         }
     }
-    assert_eq!(
-        daemon.metrics.ok.load(Ordering::Relaxed),
-        forms.len() as u64
+    assert_eq!(daemon.metrics.ok.get(), forms.len() as u64);
+    let http = daemon.http;
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(http, "/metrics"))
+        .await
+        .expect("the request");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(&format!("mqimg_frames_ok_total {}", forms.len())),
+        "{body}"
     );
+    let (status, _) = tokio::task::spawn_blocking(move || http_get(http, "/readyz"))
+        .await
+        .expect("the request");
+    assert_eq!(status, 200);
     let summary = daemon.stop().await;
     assert_eq!(summary.unfinished, 0);
 }
@@ -204,7 +214,7 @@ async fn each_bad_frame_yields_exactly_one_failure_record_and_the_daemon_keeps_g
         records.try_recv().is_none(),
         "extra records after the sentinel"
     );
-    assert_eq!(daemon.metrics.connections.load(Ordering::Relaxed), 1);
+    assert_eq!(daemon.metrics.connections.get(), 1);
     daemon.stop().await;
 }
 
@@ -331,11 +341,11 @@ async fn an_oversized_frame_under_a_persistent_session_fails_once_without_reconn
     let error = before[0]["error"].as_str().expect("an error");
     assert!(error.contains("200000"), "{error}");
     assert_eq!(
-        daemon.metrics.connections.load(Ordering::Relaxed),
+        daemon.metrics.connections.get(),
         1,
         "the daemon reconnected"
     );
-    assert_eq!(daemon.metrics.failed_limits.load(Ordering::Relaxed), 1);
+    assert_eq!(daemon.metrics.failures(Stage::Limits), 1);
     daemon.stop().await;
 }
 
@@ -423,11 +433,8 @@ async fn a_qos0_flood_beyond_capacity_ends_every_frame_as_a_record_or_a_counted_
             .contains("pipeline.queue_frames")
     );
     let m = &daemon.metrics;
-    assert_eq!(m.received.load(Ordering::Relaxed), frames);
-    assert_eq!(
-        m.dropped_queue.load(Ordering::Relaxed),
-        dropped.len() as u64
-    );
-    assert_eq!(m.ok.load(Ordering::Relaxed), decoded as u64);
+    assert_eq!(m.received.get(), frames);
+    assert_eq!(m.failures(Stage::Queue), dropped.len() as u64);
+    assert_eq!(m.ok.get(), decoded as u64);
     daemon.stop().await;
 }

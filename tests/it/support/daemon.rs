@@ -42,12 +42,16 @@ pub fn settings(url: &str, filters: &[&str], dir: &Path) -> Settings {
     settings.output.dir = Some(dir.to_owned());
     settings.decode.workers = 2;
     settings.log.summary_secs = 0;
+    // Port 0: tests run in parallel, each daemon gets its own endpoint.
+    settings.metrics.listen = "127.0.0.1:0".into();
     settings
 }
 
 /// A daemon running in this process.
 pub struct Daemon {
     pub metrics: Arc<Metrics>,
+    /// The daemon's `/metrics` endpoint.
+    pub http: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<Summary>>,
 }
@@ -57,6 +61,7 @@ impl Daemon {
     pub async fn start(settings: Settings) -> Daemon {
         let app = App::build(settings).expect("building the daemon");
         let metrics = app.metrics();
+        let http = app.metrics_addr().expect("the metrics endpoint is on");
         let mut subscribed = metrics.subscribed.subscribe();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async {
@@ -71,6 +76,7 @@ impl Daemon {
         .expect("the daemon's metrics");
         Daemon {
             metrics,
+            http,
             stop: Some(stop),
             task,
         }
@@ -86,6 +92,34 @@ impl Daemon {
             .expect("the daemon task")
             .expect("the daemon's run result")
     }
+}
+
+/// GETs `path` from an HTTP endpoint: (status code, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connecting to the endpoint");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sending the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("reading the response");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
 }
 
 /// The daemon as a child process of the real binary, with its stderr collected line by line.

@@ -1,0 +1,65 @@
+//! The HTTP endpoint operators scrape: `/metrics` (Prometheus text), `/healthz` (the process answers),
+//! `/readyz` (connected to the broker with subscriptions granted: 200, else 503).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+
+/// Binds `addr` now (before the runtime runs), so a taken port fails at startup rather than later.
+pub fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Serves until the task is dropped.
+pub async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, "cannot serve metrics");
+            return;
+        }
+    };
+    let app = Router::new()
+        .route("/metrics", get(render))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(metrics);
+    if let Err(error) = axum::serve(listener, app).await {
+        tracing::error!(%error, "the metrics endpoint stopped");
+    }
+}
+
+async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.render(),
+    )
+}
+
+async fn ready(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    let connected = metrics.connected.get() == 1;
+    let subscribed = *metrics.subscribed.borrow() > 0;
+    match (connected, subscribed) {
+        (true, true) => (StatusCode::OK, "ready\n"),
+        (false, _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not connected to the broker\n",
+        ),
+        (true, false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "subscriptions not granted yet\n",
+        ),
+    }
+}
