@@ -61,9 +61,24 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     }
 }
 
+/// MQTT's longest topic name, in bytes.
+const MAX_TOPIC_BYTES: usize = 65_535;
+
 /// A record topic: `template` with `{topic}` replaced by the frame's topic; `None` when records are off.
+/// Cut to MQTT's limit: a longer topic would fail to encode and drop the whole connection.
 pub fn render(template: &str, topic: &str) -> Option<String> {
-    (!template.is_empty()).then(|| template.replace("{topic}", topic))
+    if template.is_empty() {
+        return None;
+    }
+    let mut rendered = template.replace("{topic}", topic);
+    if rendered.len() > MAX_TOPIC_BYTES {
+        let mut cut = MAX_TOPIC_BYTES;
+        while !rendered.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        rendered.truncate(cut);
+    }
+    Some(rendered)
 }
 
 #[cfg(test)]
@@ -101,5 +116,8 @@ mod tests {
             Some("mqimg/results/cams/door")
         );
         assert_eq!(render("", "cams/door"), None);
+        let long = "é".repeat(40_000);
+        let rendered = render("mqimg/results/{topic}", &long).unwrap_or_default();
+        assert!(rendered.len() <= 65_535 && rendered.starts_with("mqimg/results/é"));
     }
 }
