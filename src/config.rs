@@ -316,7 +316,7 @@ pub struct Pipeline {
 impl Default for Pipeline {
     fn default() -> Self {
         Self {
-            queue_frames: 64,
+            queue_frames: 16,
             shutdown_grace_secs: 10,
         }
     }

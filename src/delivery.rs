@@ -99,7 +99,7 @@ pub struct Delivery {
     frames: BTreeMap<u64, InFlight>,
     /// Frames awaiting their PUBACK, in arrival order.
     acks: VecDeque<u64>,
-    /// QoS 1/2 frames that found the decode queue full; bounded by the broker's in-flight window.
+    /// QoS 1/2 frames that found the decode queue full; at `pipeline.queue_frames`, intake pauses.
     backlog: VecDeque<Job>,
     /// Records handed to the client, waiting for their packet id.
     unassigned: VecDeque<u64>,
@@ -162,8 +162,13 @@ impl Delivery {
     ) -> Summary {
         let mut deadline: Option<Instant> = None;
         loop {
+            // Intake pauses while the backlog is full: the poll task then waits on the events channel,
+            // stops reading the socket, and TCP backpressure holds the broker back. Acks cannot do it:
+            // Mosquitto 2.0 sends up to max_inflight_messages more frames for *each* PUBACK
+            // (bench/inflight_probe.py), so its in-flight window does not bound what reaches mqimg.
+            let accepting = self.draining || self.backlog.len() < self.queue_frames;
             tokio::select! {
-                event = events.recv() => match event {
+                event = events.recv(), if accepting => match event {
                     Some(event) => self.on_event(event),
                     None => break,
                 },
@@ -311,6 +316,10 @@ impl Delivery {
         } else {
             self.overflow(job);
         }
+        let waiting = self.waiting() as i64;
+        if waiting > self.metrics.waiting_peak.get() {
+            self.metrics.waiting_peak.set(waiting);
+        }
     }
 
     /// Hands a job to the workers, or keeps/drops it when their queue is full.
@@ -370,6 +379,7 @@ impl Delivery {
             }
             None => self.finish(outcome.seq),
         }
+        self.release_acks();
         // A worker is free: move waiting frames into the queue, oldest first.
         while let Some(job) = self.backlog.pop_front() {
             let Some(jobs) = &self.jobs else { break };
@@ -395,6 +405,16 @@ impl Delivery {
         if frame.ack.is_none() {
             self.frames.remove(&seq);
         }
+        self.release_acks();
+    }
+
+    /// Frames received and waiting for a worker: in the decode queue or the backlog.
+    fn waiting(&self) -> usize {
+        self.backlog.len() + usize::try_from(self.metrics.queue_depth.get()).unwrap_or(0)
+    }
+
+    /// Acks finished frames from the head of the arrival order.
+    fn release_acks(&mut self) {
         while let Some(&head) = self.acks.front() {
             let Some(frame) = self.frames.get(&head) else {
                 break;

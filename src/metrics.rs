@@ -35,6 +35,8 @@ pub struct Metrics {
     pub acked: Counter,
     /// Frames waiting for a decode worker.
     pub queue_depth: Gauge<i64, AtomicI64>,
+    /// The most frames ever waiting for a worker at once (decode queue + backlog): the memory high-water.
+    pub waiting_peak: Gauge<i64, AtomicI64>,
     /// Frames received but not yet finished and acked.
     pub in_flight: Gauge<i64, AtomicI64>,
     /// 1 while connected to the broker.
@@ -57,6 +59,7 @@ impl Default for Metrics {
             records_failed: Counter::default(),
             acked: Counter::default(),
             queue_depth: Gauge::default(),
+            waiting_peak: Gauge::default(),
             in_flight: Gauge::default(),
             connected: Gauge::default(),
             connections: Counter::default(),
@@ -91,6 +94,11 @@ impl Default for Metrics {
             m.records_failed.clone(),
         );
         r.register("frames_acked", "PUBACKs sent for frames", m.acked.clone());
+        r.register(
+            "frames_waiting_peak",
+            "Most frames ever waiting for a decode worker at once",
+            m.waiting_peak.clone(),
+        );
         r.register(
             "queue_depth",
             "Frames waiting for a decode worker",

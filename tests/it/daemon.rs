@@ -438,3 +438,36 @@ async fn a_qos0_flood_beyond_capacity_ends_every_frame_as_a_record_or_a_counted_
     assert_eq!(m.ok.get(), decoded as u64);
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_backlog_stays_within_the_queue_bound() {
+    let broker = Broker::new();
+    let out = tempfile::tempdir().expect("a temp dir");
+    let mut settings = settings(&broker.url(), &["cams/#"], out.path());
+    settings.decode.workers = 1;
+    settings.pipeline.queue_frames = 4;
+    // Make the broker keep the session and its queue while the daemon is away.
+    let first = Daemon::start(settings.clone()).await;
+    first.stop().await;
+    let frames = 200;
+    let publish = mqimg::cli::PublishArgs {
+        broker: broker.url(),
+        topic: "cams/backlog".into(),
+        encoding: mqimg::cli::PublishEncoding::Base64,
+        qos: 1,
+        count: frames,
+        rate: None,
+        client_id: None,
+        files: vec![crate::support::fixture_path("frames/photo-640x480.jpg")],
+    };
+    mqimg::publish::run(&publish).await.expect("publishing");
+    let mut records = Subscriber::connect(&broker.url(), "mqimg/#", QoS::AtLeastOnce).await;
+    let daemon = Daemon::start(settings).await;
+    records.recv_n(frames as usize, RECORD_WAIT).await;
+    // Mosquitto sends up to max_inflight_messages (20) more frames per ack: unless mqimg stops reading,
+    // the whole queue of 200 piles up in memory. Queue (4) + backlog (4), give or take one frame.
+    let peak = daemon.metrics.waiting_peak.get();
+    assert!(peak <= 4 + 4 + 1, "{peak} frames waited at once");
+    assert_eq!(daemon.metrics.ok.get(), frames);
+    daemon.stop().await;
+}
