@@ -266,6 +266,8 @@ pub struct Decode {
     pub max_height: u32,
     pub max_pixels: u64,
     pub apply_orientation: bool,
+    /// Check JPEG entropy-coded data for corruption (a warning in the record).
+    pub verify_entropy: bool,
     /// Decode threads; 0 = one per core.
     pub workers: usize,
 }
@@ -279,6 +281,7 @@ impl Default for Decode {
             max_height: limits.max_height,
             max_pixels: limits.max_pixels,
             apply_orientation: limits.apply_orientation,
+            verify_entropy: limits.verify_entropy,
             workers: 0,
         }
     }
@@ -291,6 +294,7 @@ impl Decode {
             max_height: self.max_height,
             max_pixels: self.max_pixels,
             apply_orientation: self.apply_orientation,
+            verify_entropy: self.verify_entropy,
         }
     }
 

@@ -16,7 +16,7 @@
 //!   restart interval implies, markers that may not appear inside scan data, garbage between segments;
 //!   and in baseline and extended sequential (Huffman) scans, corrupt entropy-coded data (`entropy`:
 //!   every Huffman symbol of every block is decoded, without dequantisation or IDCT; it adds 15–20 % to
-//!   a decode, see `entropy::VERIFY`): a code not in its table, a DC category over 11, AC coefficients
+//!   a decode; `decode.verify_entropy` turns it off): a code not in its table, a DC category over 11, AC coefficients
 //!   past index 63, data ending (at a marker, e.g. a corrupt `ff d9`) before the last MCU, more than a
 //!   byte left over after the last MCU of a scan or restart interval. One warning per frame, naming the
 //!   MCU (and its row) and the byte offset where decoding went wrong
@@ -47,6 +47,8 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Rotate/flip by the EXIF orientation tag, as OpenCV's `IMREAD_COLOR` does.
     pub apply_orientation: bool,
+    /// Check the Huffman-coded data of sequential JPEGs for corruption (adds 15–20 % to a decode).
+    pub verify_entropy: bool,
 }
 
 impl Default for Limits {
@@ -56,6 +58,7 @@ impl Default for Limits {
             max_height: 8192,
             max_pixels: 40_000_000,
             apply_orientation: true,
+            verify_entropy: true,
         }
     }
 }
@@ -405,7 +408,7 @@ mod jpeg {
     /// data to the end-of-image marker. Refuses unsupported codings and sizes over `limits` as soon as the
     /// frame header is read, before the scan data is looked at.
     pub(super) fn walk<'a>(b: &'a [u8], limits: &Limits) -> Result<Header<'a>, DecodeError> {
-        walk_with(b, limits, entropy::VERIFY)
+        walk_with(b, limits, limits.verify_entropy)
     }
 
     /// [`walk`], with the entropy-coded data verified ([`entropy::check_scan`]) when `verify` is set.
@@ -785,10 +788,6 @@ mod entropy {
     use std::rc::Rc;
 
     use super::jpeg::Frame;
-
-    /// Verify the entropy-coded data of sequential Huffman JPEGs. A build-time switch (no config): the
-    /// check adds 15–20 % to a decode.
-    pub(super) const VERIFY: bool = true;
 
     /// Bits looked up at once to decode a Huffman code; longer codes take [`Table::slow`].
     const LOOKAHEAD: u32 = 10;
