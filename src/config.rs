@@ -9,6 +9,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::{anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::decode::Limits;
@@ -135,7 +136,8 @@ impl Default for Broker {
 impl Broker {
     /// Host and port of `url`.
     pub fn address(&self) -> Result<(String, u16), ConfigError> {
-        parse_broker_url(&self.url).map_err(|problem| ConfigError::invalid("broker.url", problem))
+        parse_broker_url(&self.url)
+            .map_err(|problem| ConfigError::invalid("broker.url", problem.to_string()))
     }
 
     pub fn keep_alive(&self) -> Duration {
@@ -143,39 +145,67 @@ impl Broker {
     }
 }
 
-/// Parses `mqtt://host:port` (also `tcp://`, or bare `host:port`; the port defaults to 1883).
-pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
-    let rest = match url.split_once("://") {
-        Some(("mqtt" | "tcp", rest)) => rest,
-        Some((scheme, _)) => {
-            return Err(format!(
-                "unsupported scheme {scheme:?} in {url:?}: use mqtt://host:port (TLS is not supported yet)"
-            ));
+/// Parses `mqtt://host:port` (also `tcp://`, or bare `host:port`; the port defaults to 1883). IPv6
+/// hosts keep their brackets (`[::1]`): rumqttc joins host and port into one address string.
+pub fn parse_broker_url(url: &str) -> anyhow::Result<(String, u16)> {
+    let authority = match url.split_once("://") {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("mqtt") || scheme.eq_ignore_ascii_case("tcp") =>
+        {
+            rest
         }
+        Some((scheme, _)) => bail!(
+            "unsupported scheme `{scheme}` in broker URL `{url}`: use mqtt://host:port (TLS and websockets are not supported)"
+        ),
         None => url,
     };
-    let rest = rest.trim_end_matches('/');
-    if rest.is_empty() || rest.contains('/') || rest.contains('@') {
-        return Err(format!("{url:?} is not of the form mqtt://host:port"));
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    if let Some(bad) = authority
+        .chars()
+        .find(|c| matches!(c, '/' | '?' | '#' | '@') || c.is_whitespace())
+    {
+        bail!(
+            "broker URL `{url}` has `{bad}` in it: expected mqtt://host:port with no user, path or query"
+        );
     }
-    // `[::1]:1883` keeps its colons inside the brackets.
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(':') => {
-            let port = port
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| {
-                    format!("port {port:?} in {url:?} is not a number from 1 to 65535")
-                })?;
-            (host, port)
+
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (inside, after) = rest
+            .split_once(']')
+            .ok_or_else(|| anyhow!("broker URL `{url}` has an unclosed `[`"))?;
+        if inside.is_empty() {
+            bail!("broker URL `{url}` has an empty IPv6 address");
         }
-        _ => (rest, 1883),
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or_else(|| {
+                anyhow!("broker URL `{url}`: expected `:port` after `]`, found `{after}`")
+            })?),
+        };
+        (&authority[..inside.len() + 2], port)
+    } else {
+        match authority.split_once(':') {
+            Some((_, port)) if port.contains(':') => {
+                bail!(
+                    "broker URL `{url}`: write IPv6 addresses in brackets, as in mqtt://[::1]:1883"
+                )
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
-        return Err(format!("{url:?} has no host"));
+        bail!("broker URL `{url}` has no host");
     }
+    let port = match port {
+        None => 1883,
+        Some(port) => match port.parse::<u16>() {
+            Ok(0) | Err(_) => {
+                bail!("broker URL `{url}` has an invalid port `{port}` (expected 1 to 65535)")
+            }
+            Ok(port) => port,
+        },
+    };
     Ok((host.to_owned(), port))
 }
 
@@ -638,11 +668,12 @@ mod tests {
         assert_eq!(parse_broker_url("broker").unwrap(), ("broker".into(), 1883));
         assert_eq!(
             parse_broker_url("tcp://[::1]:1885").unwrap(),
-            ("::1".into(), 1885)
+            ("[::1]".into(), 1885)
         );
         assert!(
             parse_broker_url("mqtts://x:8883")
                 .unwrap_err()
+                .to_string()
                 .contains("mqtts")
         );
         assert!(parse_broker_url("mqtt://x:0").is_err());

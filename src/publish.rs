@@ -19,8 +19,6 @@ use tokio::time::MissedTickBehavior;
 
 use crate::cli::{PublishArgs, PublishEncoding};
 
-/// The port of `mqtt://host` URLs without one.
-const DEFAULT_PORT: u16 = 1883;
 /// Capacity of the `AsyncClient` → `EventLoop` request channel: how far publishing may run ahead of the
 /// socket beyond the in-flight window.
 const REQUEST_CHANNEL_CAPACITY: usize = 64;
@@ -194,65 +192,7 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
 /// literals are written in brackets (`mqtt://[::1]:1883`) and keep them in the returned host, since rumqttc
 /// joins host and port with a colon before resolving.
 pub fn broker_address(url: &str) -> anyhow::Result<(String, u16)> {
-    let authority = match url.split_once("://") {
-        Some((scheme, rest))
-            if scheme.eq_ignore_ascii_case("mqtt") || scheme.eq_ignore_ascii_case("tcp") =>
-        {
-            rest
-        }
-        Some((scheme, _)) => bail!(
-            "unsupported scheme `{scheme}` in broker URL `{url}`: use mqtt://host:port (TLS and websockets are not supported)"
-        ),
-        None => url,
-    };
-    let authority = authority.strip_suffix('/').unwrap_or(authority);
-    if let Some(bad) = authority
-        .chars()
-        .find(|c| matches!(c, '/' | '?' | '#' | '@') || c.is_whitespace())
-    {
-        bail!(
-            "broker URL `{url}` has `{bad}` in it: expected mqtt://host:port with no user, path or query"
-        );
-    }
-
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (inside, after) = rest
-            .split_once(']')
-            .ok_or_else(|| anyhow!("broker URL `{url}` has an unclosed `[`"))?;
-        if inside.is_empty() {
-            bail!("broker URL `{url}` has an empty IPv6 address");
-        }
-        let port = match after {
-            "" => None,
-            _ => Some(after.strip_prefix(':').ok_or_else(|| {
-                anyhow!("broker URL `{url}`: expected `:port` after `]`, found `{after}`")
-            })?),
-        };
-        (&authority[..inside.len() + 2], port)
-    } else {
-        match authority.split_once(':') {
-            Some((_, port)) if port.contains(':') => {
-                bail!(
-                    "broker URL `{url}`: write IPv6 addresses in brackets, as in mqtt://[::1]:1883"
-                )
-            }
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        bail!("broker URL `{url}` has no host");
-    }
-    let port = match port {
-        None => DEFAULT_PORT,
-        Some(port) => match port.parse::<u16>() {
-            Ok(0) | Err(_) => {
-                bail!("broker URL `{url}` has an invalid port `{port}` (expected 1 to 65535)")
-            }
-            Ok(port) => port,
-        },
-    };
-    Ok((host.to_owned(), port))
+    crate::config::parse_broker_url(url)
 }
 
 /// Wraps image bytes as `mqimg publish` sends them with `encoding`.

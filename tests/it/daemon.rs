@@ -9,7 +9,7 @@ use std::time::Duration;
 use rumqttc::QoS;
 use sha2::{Digest, Sha256};
 
-use crate::support::daemon::{Daemon, http_get, json, settings};
+use crate::support::daemon::{Daemon, http_get, json, publish_args, settings};
 use crate::support::{Broker, Subscriber, fixture, publish_once, with_timeout};
 
 const RECORD_WAIT: Duration = Duration::from_secs(30);
@@ -400,16 +400,14 @@ async fn a_qos0_flood_beyond_capacity_ends_every_frame_as_a_record_or_a_counted_
     let mut records = Subscriber::connect(&broker.url(), "mqimg/#", QoS::AtLeastOnce).await;
 
     let frames = 100;
-    let publish = mqimg::cli::PublishArgs {
-        broker: broker.url(),
-        topic: "cams/flood".into(),
-        encoding: mqimg::cli::PublishEncoding::Base64,
-        qos: 0,
-        count: frames,
-        rate: None,
-        client_id: None,
-        files: vec![crate::support::fixture_path("frames/photo-640x480.jpg")],
-    };
+    let publish = publish_args(
+        &broker.url(),
+        "cams/flood",
+        mqimg::cli::PublishEncoding::Base64,
+        0,
+        frames,
+        "frames/photo-640x480.jpg",
+    );
     mqimg::publish::run(&publish).await.expect("publishing");
     let received = records.recv_n(frames as usize, RECORD_WAIT).await;
     let dropped: Vec<_> = received
@@ -450,16 +448,14 @@ async fn a_drained_backlog_stays_within_the_queue_bound() {
     let first = Daemon::start(settings.clone()).await;
     first.stop().await;
     let frames = 200;
-    let publish = mqimg::cli::PublishArgs {
-        broker: broker.url(),
-        topic: "cams/backlog".into(),
-        encoding: mqimg::cli::PublishEncoding::Base64,
-        qos: 1,
-        count: frames,
-        rate: None,
-        client_id: None,
-        files: vec![crate::support::fixture_path("frames/photo-640x480.jpg")],
-    };
+    let publish = publish_args(
+        &broker.url(),
+        "cams/backlog",
+        mqimg::cli::PublishEncoding::Base64,
+        1,
+        frames,
+        "frames/photo-640x480.jpg",
+    );
     mqimg::publish::run(&publish).await.expect("publishing");
     let mut records = Subscriber::connect(&broker.url(), "mqimg/#", QoS::AtLeastOnce).await;
     let daemon = Daemon::start(settings).await;

@@ -7,7 +7,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 
-use crate::support::daemon::{Daemon, DaemonProcess, count_by_seq, settings, write_config};
+use crate::support::daemon::{
+    Daemon, DaemonProcess, count_by_seq, publish_args, settings, write_config,
+};
 use crate::support::{
     Broker, MAX_PACKET_BYTES, Subscriber, SubscriberOptions, fixture, with_timeout,
 };
@@ -124,17 +126,15 @@ async fn no_frame_is_lost_when_the_daemon_is_killed_and_restarted() {
     );
     let mut records = persistent_records(&url, "mqimg-it-records-daemon-kill").await;
     let mut daemon = DaemonProcess::start(&config).await;
-    let publish = mqimg::cli::PublishArgs {
-        broker: url.clone(),
-        topic: "cams/kill".into(),
-        encoding: mqimg::cli::PublishEncoding::Json,
-        qos: 1,
-        count: FRAMES,
-        rate: None,
-        client_id: None,
-        // Real 640x480 frames keep the daemon busy long enough to be killed mid-stream.
-        files: vec![crate::support::fixture_path("frames/photo-640x480.jpg")],
-    };
+    // Real 640x480 frames keep the daemon busy long enough to be killed mid-stream.
+    let publish = publish_args(
+        &url,
+        "cams/kill",
+        mqimg::cli::PublishEncoding::Json,
+        1,
+        FRAMES,
+        "frames/photo-640x480.jpg",
+    );
     let publisher = tokio::spawn(async move { mqimg::publish::run(&publish).await });
 
     let mut counts = BTreeMap::new();
@@ -166,16 +166,14 @@ async fn sigterm_drains_in_flight_frames_and_exits_cleanly() {
     let mut records = persistent_records(&url, "mqimg-it-records-sigterm").await;
     let mut daemon = DaemonProcess::start(&config).await;
     let frames = 200;
-    let publish = mqimg::cli::PublishArgs {
-        broker: url.clone(),
-        topic: "cams/term".into(),
-        encoding: mqimg::cli::PublishEncoding::Json,
-        qos: 1,
-        count: frames,
-        rate: None,
-        client_id: None,
-        files: vec![crate::support::fixture_path("frames/photo-640x480.jpg")],
-    };
+    let publish = publish_args(
+        &url,
+        "cams/term",
+        mqimg::cli::PublishEncoding::Json,
+        1,
+        frames,
+        "frames/photo-640x480.jpg",
+    );
     with_timeout(60, "publishing", mqimg::publish::run(&publish))
         .await
         .expect("publishing");

@@ -227,6 +227,27 @@ impl Drop for DaemonProcess {
     }
 }
 
+/// `mqimg publish` arguments: `count` copies of `fixtures/<file>` on `topic`, as fast as possible.
+pub fn publish_args(
+    url: &str,
+    topic: &str,
+    encoding: mqimg::cli::PublishEncoding,
+    qos: u8,
+    count: u64,
+    file: &str,
+) -> mqimg::cli::PublishArgs {
+    mqimg::cli::PublishArgs {
+        broker: url.to_owned(),
+        topic: topic.to_owned(),
+        encoding,
+        qos,
+        count,
+        rate: None,
+        client_id: None,
+        files: vec![super::fixture_path(file)],
+    }
+}
+
 /// Writes `settings` as TOML to `dir/mqimg.toml`.
 pub fn write_config(settings: &Settings, dir: &Path) -> PathBuf {
     let path = dir.join("mqimg.toml");
