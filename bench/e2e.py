@@ -205,6 +205,25 @@ def pct(values, p):
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
+def rfc3339_ms(text):
+    """Unix ms of an RFC 3339 UTC timestamp such as 2026-11-26T03:05:18.123Z; None if unparsable."""
+    if not isinstance(text, str):
+        return None
+    try:
+        dt = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt.timestamp() * 1000
+
+
+def per_second_max(samples):
+    """Coarse timeline of (t, value) samples: the max per second."""
+    tl = {}
+    for t, r in samples:
+        tl[int(t)] = max(tl.get(int(t), 0), r)
+    return [tl[k] for k in sorted(tl)]
+
+
 def fmt(v, nd=1):
     if v is None:
         return "-"
@@ -366,6 +385,11 @@ class Bench:
         self.results = {"stamp": self.stamp, "drain": [], "live": [], "burst": None, "ceiling": {},
                         "notices": [], "targets": []}
         self.ref_ok = False
+        self.idle_spent = 0.0
+        self.metrics_port = {}
+        dflt = subprocess.run([self.mqimg, "print-default-config"], capture_output=True, text=True).stdout
+        self.has_metrics = "[metrics]" in dflt
+        self.has_verify = "verify_entropy" in dflt
 
     # ---------------- broker
 
@@ -424,14 +448,21 @@ class Bench:
         return f"{self.seq:03d}-{kind}"
 
     def wait_idle(self):
+        """Waits for an idle machine before a case: up to --idle-wait s, within a total of --idle-budget s per
+        run (then only 3 s), so a box busy with other work still finishes in bounded time."""
         if self.a.idle_wait <= 0:
             return True
-        ok = waitidle(self.a.idle_pct, self.a.idle_wait)
+        left = self.a.idle_budget - self.idle_spent
+        wait = min(self.a.idle_wait, left) if left > 3 else 3
+        t0 = time.time()
+        ok = waitidle(self.a.idle_pct, wait)
+        self.idle_spent += time.time() - t0
         if not ok:
-            log(f"   (machine not idle after {self.a.idle_wait}s: load {' '.join(loadavg())}; running anyway)")
+            log(f"   (machine not idle after {wait:.0f}s: load {' '.join(loadavg())}; running anyway)")
         return ok
 
-    def write_config(self, tag, topic, client_id, *, store=True, workers=0, sub_qos=1, encoding="auto"):
+    def write_config(self, tag, topic, client_id, *, store=True, workers=0, sub_qos=1, encoding="auto",
+                     verify_entropy=None):
         """mqimg's config as a user would write it; only the bench-specific keys differ from the defaults."""
         outdir = os.path.join(self.work, f"frames-{tag}") if store else None
         lines = [
@@ -453,7 +484,15 @@ class Bench:
         else:
             lines += ["# dir unset: no frame files, records only"]
         lines += ['results_topic = "mqimg/results/{topic}"', 'errors_topic = "mqimg/errors/{topic}"', "qos = 1",
-                  "", "[decode]", f"workers = {workers}", ""]
+                  "", "[decode]", f"workers = {workers}"]
+        if verify_entropy is not None:
+            lines.append(f"verify_entropy = {'true' if verify_entropy else 'false'}")
+        lines.append("")
+        if self.has_metrics:
+            # the endpoint stays on as by default, on a free port instead of the fixed 9464
+            port = freeport()
+            self.metrics_port[tag] = port
+            lines += ["[metrics]", f'listen = "127.0.0.1:{port}"', ""]
         path = os.path.join(self.work, f"{tag}.toml")
         open(path, "w").write("\n".join(lines))
         shutil.copy(path, os.path.join(self.logdir, f"{tag}.toml"))
@@ -464,6 +503,9 @@ class Bench:
         env = dict(os.environ)
         env.pop("RUST_LOG", None)
         env = {k: v for k, v in env.items() if not k.startswith("MQIMG__")}
+        for kv in self.a.mqimg_env or []:
+            k, v = kv.split("=", 1)
+            env[k] = v
         cmd = [self.mqimg, "run", "-c", cfg]
         if timefile:
             cmd = ["/usr/bin/time", "-v", "-o", timefile] + cmd
@@ -508,6 +550,26 @@ class Bench:
                 p.wait(10)
                 return "killed after SIGTERM timeout"
         return None
+
+    def scrape(self, tag):
+        """mqimg's Prometheus counters (mqimg_* samples) when its metrics endpoint is on."""
+        port = self.metrics_port.get(tag)
+        if not port:
+            return None
+        import urllib.request
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3).read().decode()
+        except OSError as e:
+            return {"error": str(e)}
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("mqimg_"):
+                k, _, v = line.rpartition(" ")
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    pass
+        return out
 
     @staticmethod
     def stopped_line(logpath):
@@ -621,7 +683,8 @@ class Bench:
         topic = f"cameras/bench/{tag}"
         cid = f"mqimg-bench-{tag}"
         fixture = os.path.join(FIXTURES, f"photo-{size}.jpg")
-        cfg, outdir = self.write_config(tag, topic, cid, store=store, workers=workers)
+        cfg, outdir = self.write_config(tag, topic, cid, store=store, workers=workers,
+                                        verify_entropy=(False if variant == "no-verify" else None))
         logpath = os.path.join(self.logdir, f"{tag}.log")
         row = {"tag": tag, "consumer": "mqimg", "variant": variant, "size": size, "frames": n,
                "workers": workers or NCPU, "store": store}
@@ -668,6 +731,7 @@ class Bench:
                 stall = f"timeout after {self.a.timeout:.0f}s with {len(obs.msgs)} of {n} records"
                 break
         time.sleep(0.3)  # late duplicates, if any
+        row["metrics"] = self.scrape(tag)
         killed = self.stop_proc(p, pid)
         rss.stop.set()
         obs.close()
@@ -729,6 +793,7 @@ class Bench:
         row["cpu_s_total"] = round(row["time_v"].get("user_s", 0) + row["time_v"].get("sys_s", 0), 2)
         if rss.samples:
             row["rss_end_mb"] = rss.samples[-1][1]
+            row["rss_mb_per_second"] = per_second_max(rss.samples)
         row["stopped"] = self.stopped_line(logpath)
         row["exit"] = row["time_v"].get("exit")
         problems = self.log_problems(logpath)
@@ -830,15 +895,15 @@ class Bench:
 
     # ---------------- live
 
-    def live(self, size, rate, seconds):
-        tag = self.next_tag(f"live-{size}")
+    def live(self, size, rate, seconds, variant="user"):
+        tag = self.next_tag(f"live-{variant}-{size}" if variant != "user" else f"live-{size}")
         topic = f"cameras/bench/{tag}"
         cid = f"mqimg-bench-{tag}"
         fixture = os.path.join(FIXTURES, f"photo-{size}.jpg")
         n = max(20, int(rate * seconds))
-        cfg, outdir = self.write_config(tag, topic, cid)
+        cfg, outdir = self.write_config(tag, topic, cid, store=(variant != "records-only"))
         logpath = os.path.join(self.logdir, f"{tag}.log")
-        row = {"tag": tag, "size": size, "rate_hz": round(rate, 1), "frames": n}
+        row = {"tag": tag, "size": size, "variant": variant, "rate_hz": round(rate, 1), "frames": n}
         log(f"== {tag}: {n} JSON frames at {rate:.1f}/s")
         self.wait_idle()
         row["loadavg"] = loadavg()
@@ -860,11 +925,15 @@ class Bench:
         killed = self.stop_proc(p, pid)
         obs.close()
         recs = obs.records()
-        lat, seqs, dms = [], [], []
+        lat, seqs, dms, to_mqimg, in_mqimg = [], [], [], [], []
         for t, _, _, r in recs:
             meta = r.get("meta") or {}
             if isinstance(meta.get("ts"), (int, float)):
                 lat.append(t * 1000 - meta["ts"])
+                rx = rfc3339_ms(r.get("received_at"))
+                if rx is not None:
+                    to_mqimg.append(rx - meta["ts"])
+                    in_mqimg.append(t * 1000 - rx)
             if "seq" in meta:
                 seqs.append(meta["seq"])
             if isinstance(r.get("decode_ms"), (int, float)):
@@ -879,6 +948,13 @@ class Bench:
                                  "min": round(min(lat), 1), "mean": round(statistics.mean(lat), 1)}
         if dms:
             row["decode_ms_p50"] = round(statistics.median(dms), 2)
+            row["decode_ms_p99"] = round(pct(dms, 99), 2)
+        if to_mqimg:
+            # where the latency goes: publish -> mqimg's received_at, and received_at -> record arrival
+            row["publish_to_received_ms"] = {"p50": round(pct(to_mqimg, 50), 1), "p99": round(pct(to_mqimg, 99), 1),
+                                             "max": round(max(to_mqimg), 1)}
+            row["received_to_record_ms"] = {"p50": round(pct(in_mqimg, 50), 1), "p99": round(pct(in_mqimg, 99), 1),
+                                            "max": round(max(in_mqimg), 1)}
         c0, c1 = s0["pids"].get(str(pid)), s1["pids"].get(str(pid))
         if c0 is not None and c1 is not None:
             row["cpu_pct"] = round(100 * (c1 - c0) / (s1["t"] - s0["t"]), 1)
@@ -944,6 +1020,7 @@ class Bench:
                 row["stall"] = "timeout"
                 break
         row["busy_s"] = round((obs.last_arrival() or time.perf_counter()) - t0, 2)
+        row["metrics"] = self.scrape(tag)
         killed = self.stop_proc(p, pid)
         rss.stop.set()
         brss.stop.set()
@@ -971,11 +1048,7 @@ class Bench:
             row["rss_mb_samples"] = len(rss.samples)
             row["rss_mb_end"] = rss.samples[-1][1]
             row["rss_mb_max_sampled"] = max(s[1] for s in rss.samples)
-            # coarse timeline: max RSS per second
-            tl = {}
-            for t, r in rss.samples:
-                tl[int(t)] = max(tl.get(int(t), 0), r)
-            row["rss_mb_per_second"] = [tl[k] for k in sorted(tl)]
+            row["rss_mb_per_second"] = per_second_max(rss.samples)
         if brss.samples:
             row["broker_rss_mb_max"] = max(s[1] for s in brss.samples)
         if st:
@@ -984,6 +1057,8 @@ class Bench:
             row["failed"] = st.get("failed")
             row["check_decoded_plus_dropped_eq_received"] = (ok + stages.get("queue", 0) == st.get("received"))
             row["check_records_match_counters"] = (ok == st.get("ok") and sum(stages.values()) == st.get("failed"))
+        m = row.get("metrics") or {}
+        row["dropped_counter"] = m.get('mqimg_frames_failed_total{stage="queue"}')
         row["lost_between_broker_and_mqimg"] = (n - st["received"]) if st else None
         problems = self.log_problems(logpath)
         if problems:
@@ -1046,6 +1121,9 @@ class Bench:
 
         if "ceiling" in only:
             self.ceiling(sizes)
+        elif a.criterion != "skip":
+            a.criterion = "read"  # no bench run, but existing estimates still give the ratios
+            self.ceiling(sizes)
         self.start_broker()
         try:
             if "drain" in only or "live" in only:
@@ -1056,7 +1134,7 @@ class Bench:
                         self.results["drain"].append(self.drain_best(self.drain_reference, s, frames[s]))
                     self.results["drain"].append(self.drain_best(self.drain_mqimg, s, frames[s], "user"))
                     if s in EXTRA_SIZES or a.all_variants:
-                        for v in ("records-only", "1-worker"):
+                        for v in ("records-only", "1-worker") + (("no-verify",) if self.has_verify else ()):
                             self.results["drain"].append(self.drain_best(self.drain_mqimg, s, frames[s], v))
                     self.save()
             if "live" in only:
@@ -1066,7 +1144,8 @@ class Bench:
                         self.notice(f"live {s}: no drain rate to take 50 % of (pass --live-rate)")
                         continue
                     rate = fps * a.live_load if self._drain_fps(s, "mqimg", "user") else fps
-                    self.results["live"].append(self.live(s, rate, a.live_seconds))
+                    for v in a.live_variants.split(","):
+                        self.results["live"].append(self.live(s, rate, a.live_seconds, v))
                     self.save()
             if "burst" in only:
                 self.results["burst"] = self.burst(a.burst_size, a.burst_frames)
@@ -1148,6 +1227,8 @@ class Bench:
         else:
             add("peak RSS ≤ reference (1920x1080 drain)", "1920x1080", None, None, None, "not measured")
         for lv in self.results["live"]:
+            if lv.get("variant", "user") != "user":
+                continue
             dm, src = self.decode_ms(lv["size"])
             p99 = (lv.get("latency_ms") or {}).get("p99")
             if dm is None or p99 is None:
@@ -1158,10 +1239,12 @@ class Bench:
                 f"decode {dm:.2f} ms ({src}); rate {lv['rate_hz']}/s")
         b = self.results.get("burst")
         if b:
-            ok = (not b.get("crash") and b.get("check_decoded_plus_dropped_eq_received") is True)
+            ok = (not b.get("crash") and b.get("exit") == 0
+                  and b.get("check_decoded_plus_dropped_eq_received") is True)
             add("QoS 0 burst: no crash, decoded + dropped == received", b["size"],
                 f"{b.get('decoded')}+{b.get('dropped_queue_records')}={b.get('received')}", None, ok,
-                f"peak RSS {b.get('peak_rss_mb')} MB")
+                f"published {b['published']}, received {b.get('received')}; peak RSS {b.get('peak_rss_mb')} MB; "
+                f"exit {b.get('exit')}")
         self.results["targets"] = t
 
     # ---------------- report
@@ -1196,7 +1279,9 @@ class Bench:
                 xc = f"{100 * r['fps'] / c['ceiling_fps']:.0f} %" if r.get("fps") and c and r["consumer"] == "mqimg" else "-"
                 cfg = {"user": f"records + stored, {r.get('workers')} workers",
                        "records-only": f"records only, {r.get('workers')} workers",
-                       "1-worker": "records + stored, 1 worker"}.get(r["variant"], "tutorial")
+                       "1-worker": "records + stored, 1 worker",
+                       "no-verify": f"records + stored, verify_entropy = false, {r.get('workers')} workers",
+                       }.get(r["variant"], "tutorial")
                 notes = "; ".join(str(r[k]) for k in ("error", "anomaly", "stall", "shutdown", "note") if r.get(k))
                 L.append(f"| {r['size']} | {r['consumer']} | {cfg} | {r.get('records', '-')}/{r['frames']} | "
                          f"{fmt(r.get('fps'))} | {fmt(r.get('mp_per_s'))} | {xref} | {xc} | {fmt(r.get('cpu_s_window'), 2)} | "
@@ -1220,25 +1305,29 @@ class Bench:
         if R["live"]:
             L.append("### Live: JSON envelopes at a fixed rate (50 % of mqimg's drain rate); latency = record arrival − envelope ts")
             L.append("")
-            L.append("| frame | rate /s | records | p50 ms | p90 ms | p99 ms | max ms | decode ms p50 | mqimg CPU % | peak RSS MB | notes |")
-            L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+            L.append("| frame | rate /s | records | p50 ms | p90 ms | p99 ms | max ms | publish→received p50/p99 | received→record p50/p99 | decode ms p50/p99 | mqimg CPU % | peak RSS MB | notes |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
             for r in R["live"]:
                 lm = r.get("latency_ms") or {}
+                a_, b_ = r.get("publish_to_received_ms") or {}, r.get("received_to_record_ms") or {}
                 notes = "; ".join(str(r[k]) for k in ("error", "anomaly", "shutdown") if r.get(k))
-                L.append(f"| {r['size']} | {r['rate_hz']} | {r.get('records', '-')}/{r['frames']} | {fmt(lm.get('p50'))} | "
-                         f"{fmt(lm.get('p90'))} | {fmt(lm.get('p99'))} | {fmt(lm.get('max'))} | {fmt(r.get('decode_ms_p50'), 2)} | "
+                vname = "" if r.get("variant", "user") == "user" else f" ({r['variant']})"
+                L.append(f"| {r['size']}{vname} | {r['rate_hz']} | {r.get('records', '-')}/{r['frames']} | {fmt(lm.get('p50'))} | "
+                         f"{fmt(lm.get('p90'))} | {fmt(lm.get('p99'))} | {fmt(lm.get('max'))} | "
+                         f"{fmt(a_.get('p50'))} / {fmt(a_.get('p99'))} | {fmt(b_.get('p50'))} / {fmt(b_.get('p99'))} | "
+                         f"{fmt(r.get('decode_ms_p50'), 1)} / {fmt(r.get('decode_ms_p99'), 1)} | "
                          f"{fmt(r.get('cpu_pct'), 0)} | {fmt(r.get('peak_rss_mb'), 0)} | {notes} |")
             L.append("")
         b = R.get("burst")
         if b:
             L.append(f"### QoS 0 burst: {b['published']} × {b['size']} frames published at max rate (subscription qos 0)")
             L.append("")
-            L.append("| published | received by mqimg | decoded | dropped (queue records) | other failures | decoded + dropped = received | "
+            L.append("| published | received by mqimg | decoded | dropped (queue records) | dropped (/metrics) | other failures | decoded + dropped = received | "
                      "peak RSS MB | RSS at end MB | broker peak RSS MB | busy s | crash |")
-            L.append("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
+            L.append("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
             other = sum(v for k, v in (b.get("failure_records_by_stage") or {}).items() if k != "queue")
             L.append(f"| {b['published']} | {fmt(b.get('received'))} | {fmt(b.get('ok_records'))} | "
-                     f"{fmt(b.get('dropped_queue_records'))} | {other} | {b.get('check_decoded_plus_dropped_eq_received')} | "
+                     f"{fmt(b.get('dropped_queue_records'))} | {fmt(b.get('dropped_counter'), 0)} | {other} | {b.get('check_decoded_plus_dropped_eq_received')} | "
                      f"{fmt(b.get('peak_rss_mb'), 0)} | {fmt(b.get('rss_mb_end'), 0)} | {fmt(b.get('broker_rss_mb_max'), 0)} | "
                      f"{fmt(b.get('busy_s'))} | {b.get('crash') or b.get('error') or 'no'} |")
             if b.get("rss_mb_per_second"):
@@ -1271,6 +1360,8 @@ def main():
     ap.add_argument("--all-variants", action="store_true", help="records-only and 1-worker rows at every size")
     ap.add_argument("--mqimg", default=os.path.join(ROOT, "target", "release", "mqimg"))
     ap.add_argument("--ref-python", default=sys.executable, help="Python with paho-mqtt, numpy, cv2 for the reference")
+    ap.add_argument("--mqimg-env", action="append", metavar="K=V",
+                    help="extra environment for `mqimg run` (diagnosis, e.g. MALLOC_ARENA_MAX=2); repeatable")
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--criterion", choices=("auto", "run", "read", "skip"), default="auto",
                     help="decode ceiling: run `cargo bench --bench decode`, read existing estimates, or skip "
@@ -1279,6 +1370,8 @@ def main():
     ap.add_argument("--live-load", type=float, default=0.5, help="live rate as a fraction of the drain rate")
     ap.add_argument("--live-rate", type=float, help="live rate when there is no drain row")
     ap.add_argument("--live-seconds", type=float)
+    ap.add_argument("--live-variants", default="user",
+                    help="comma list: user (records + stored, the target) and/or records-only (output.dir unset)")
     ap.add_argument("--burst-frames", type=int)
     ap.add_argument("--burst-size", default="640x480")
     ap.add_argument("--broker-nodelay", action="store_true", help="set_tcp_nodelay true in the broker")
@@ -1287,6 +1380,8 @@ def main():
     ap.add_argument("--idle-timeout", type=float, default=20, help="give up a case after this long without a record")
     ap.add_argument("--idle-pct", type=float, default=15, help="machine idle = below this %% of one core busy")
     ap.add_argument("--idle-wait", type=float, help="wait up to this long for idle before each case (0 = don't)")
+    ap.add_argument("--idle-budget", type=float, default=120,
+                    help="total seconds of idle waiting per run; after that each case waits 3 s at most")
     ap.add_argument("--other-max", type=float, default=25, help="re-run a drain when others used more %% of a core")
     ap.add_argument("--retries", type=int)
     ap.add_argument("--out", help="results folder (default bench-results/<UTC stamp>)")

@@ -6,7 +6,8 @@
 #   bench/run.sh --help     # every option of bench/e2e.py
 #
 # 1. checks mosquitto and /usr/bin/time (apt-get install -y mosquitto time);
-# 2. builds the daemon: cargo build --release (skip with BENCH_NO_BUILD=1);
+# 2. builds the daemon: cargo build --release, and the decode-ceiling criterion bench unless --quick
+#    (skip both with BENCH_NO_BUILD=1);
 # 3. finds a Python for the reference consumer (paho-mqtt, numpy, opencv-python-headless): the system
 #    python3 when it has them, else a venv under bench-results/.venv (created with pip on first use; set
 #    BENCH_NO_INSTALL=1 to skip this and the reference rows instead);
@@ -33,9 +34,20 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 
+QUICK=0; CRIT=auto
+for a in "$@"; do
+  case "$a" in --quick) QUICK=1 ;; --criterion=*) CRIT="${a#--criterion=}" ;; esac
+done
+prev=""
+for a in "$@"; do [ "$prev" = --criterion ] && CRIT="$a"; prev="$a"; done
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
   echo "building: cargo build --release" >&2
   cargo build --release >&2
+  # the decode-ceiling bench is compiled here, so its build time stays out of the measurements
+  if [ "$CRIT" = run ] || { [ "$CRIT" = auto ] && [ "$QUICK" = 0 ]; }; then
+    echo "building: cargo bench --bench decode --no-run" >&2
+    cargo bench --bench decode --no-run >&2
+  fi
 fi
 
 REF_PY=""
