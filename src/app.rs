@@ -22,7 +22,7 @@ use crate::mqtt::{self, Poller};
 use crate::pipeline::{self, Context};
 
 /// Events between the poll task and the delivery task. Small: a frame in here holds its payload.
-const EVENTS_QUEUE: usize = 8;
+const EVENTS_QUEUE: usize = 4;
 /// How long the poll task gets to send the final DISCONNECT after delivery ends.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

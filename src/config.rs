@@ -350,7 +350,7 @@ pub struct Pipeline {
 impl Default for Pipeline {
     fn default() -> Self {
         Self {
-            queue_frames: 16,
+            queue_frames: 6,
             shutdown_grace_secs: 10,
         }
     }
