@@ -26,6 +26,9 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Context, Done, Job};
 use crate::record::{Failure, Stage};
 
+/// How soon requests the client's channel refused are offered again.
+const OUTBOX_RETRY: Duration = Duration::from_millis(2);
+
 /// What the poll task reports, in the order the event loop produced it.
 #[derive(Debug)]
 pub enum MqttEvent {
@@ -161,6 +164,8 @@ impl Delivery {
         grace: Duration,
     ) -> Summary {
         let mut deadline: Option<Instant> = None;
+        let mut watchdog = tokio::time::interval(Duration::from_secs(5));
+        let mut last_acked = 0;
         loop {
             // Intake pauses while the backlog is full: the poll task then waits on the events channel,
             // stops reading the socket, and TCP backpressure holds the broker back. Acks cannot do it:
@@ -177,6 +182,27 @@ impl Delivery {
                     self.start_draining();
                     deadline = Some(Instant::now() + grace);
                 }
+                // The client's channel was full. Space frees up as rumqttc sends, but not every send is
+                // reported to this task (acks are not), so retry shortly instead of waiting for an event.
+                () = tokio::time::sleep(OUTBOX_RETRY), if !self.outbox.is_empty() => {}
+                _ = watchdog.tick() => {
+                    let acked = self.metrics.acked.get();
+                    if acked == last_acked && !self.frames.is_empty() {
+                        tracing::warn!(
+                            frames = self.frames.len(),
+                            acks_waiting = self.acks.len(),
+                            backlog = self.backlog.len(),
+                            queued = self.metrics.queue_depth.get(),
+                            outbox = self.outbox.len(),
+                            unassigned = self.unassigned.len(),
+                            awaiting_puback = self.awaiting_puback.len(),
+                            connected = self.connected,
+                            head_finished = self.acks.front().and_then(|s| self.frames.get(s)).map(|f| f.finished),
+                            "no frame acked for 5 s"
+                        );
+                    }
+                    last_acked = acked;
+                }
                 () = sleep_until(deadline), if deadline.is_some() => {
                     self.summary.deadline_hit = true;
                     break;
@@ -187,6 +213,16 @@ impl Delivery {
             if self.draining && self.drained() {
                 break;
             }
+        }
+        for (seq, frame) in self.frames.iter().filter(|(_, f)| !f.finished).take(5) {
+            tracing::warn!(
+                seq,
+                record_handed = frame.record_addr != 0,
+                awaiting_pkid = ?self.awaiting_puback.iter().find(|(_, s)| **s == *seq).map(|(p, _)| *p),
+                unassigned = self.unassigned.contains(seq),
+                in_outbox = self.outbox.iter().any(|o| matches!(o, Out::Record { seq: s, .. } if s == seq)),
+                "frame unfinished at exit"
+            );
         }
         let unfinished = self.frames.len() as u64;
         self.summary.unfinished += unfinished;
