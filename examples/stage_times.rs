@@ -5,14 +5,20 @@ use base64::Engine as _;
 use sha2::Digest as _;
 
 fn main() {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "fixtures/frames/photo-1280x720.jpg".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "fixtures/frames/photo-1280x720.jpg".into());
     let jpeg = std::fs::read(&path).expect("fixture");
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&jpeg).into_bytes();
+    let b64 = base64::engine::general_purpose::STANDARD
+        .encode(&jpeg)
+        .into_bytes();
     let limits = mqimg::decode::Limits::default();
     let n = 50;
     let t = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(mqimg::payload::detect(&b64, Default::default(), None).expect("payload"));
+        std::hint::black_box(
+            mqimg::payload::detect(&b64, Default::default(), None).expect("payload"),
+        );
     }
     let payload_ms = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
     let t = Instant::now();
