@@ -187,7 +187,8 @@ impl Delivery {
                 () = tokio::time::sleep(OUTBOX_RETRY), if !self.outbox.is_empty() => {}
                 _ = watchdog.tick() => {
                     let acked = self.metrics.acked.get();
-                    if acked == last_acked && !self.frames.is_empty() {
+                    // Only frames awaiting an ack can stall: QoS 0 and clean sessions never ack.
+                    if acked == last_acked && !self.acks.is_empty() {
                         tracing::warn!(
                             frames = self.frames.len(),
                             acks_waiting = self.acks.len(),
@@ -198,7 +199,7 @@ impl Delivery {
                             awaiting_puback = self.awaiting_puback.len(),
                             connected = self.connected,
                             head_finished = self.acks.front().and_then(|s| self.frames.get(s)).map(|f| f.finished),
-                            "no frame acked for 5 s"
+                            "no frame acked for 5 s while frames await their ack"
                         );
                     }
                     last_acked = acked;
