@@ -12,7 +12,7 @@ One run, one machine, one private Mosquitto on a free loopback port (never 1883)
           record arrival - envelope ts (p50/p99/max).
   burst   10,000 frames at QoS 0 far beyond capacity: peak RSS, no crash, every frame either decoded or
           dropped with a `queue` failure record; published vs received by mqimg.
-  ceiling the lead's criterion bench (`cargo bench --bench decode`): single-core JPEG->RGB8 rate x cores.
+  ceiling the project's criterion bench (`cargo bench --bench decode`): single-core JPEG->RGB8 rate x cores.
 
 Only the standard library is needed for mqimg's cases (records are observed by a tiny MQTT 3.1.1
 subscriber below). The reference consumer needs paho-mqtt, numpy and opencv-python-headless in the Python
@@ -624,7 +624,7 @@ class Bench:
         if mode == "auto":
             mode = "read" if self.a.quick else "run"
         if mode == "run":
-            log("== decode ceiling: cargo bench --bench decode (the lead's criterion bench, one thread)")
+            log("== decode ceiling: cargo bench --bench decode (criterion, one thread)")
             self.wait_idle()
             groups = "|".join(re.escape(g) for g, _ in self.CRIT_GROUPS)
             rx = f"^({groups})/(" + "|".join(re.escape(s) for s in sizes) + ")$"
