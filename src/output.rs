@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use image::ImageEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-use sha2::{Digest, Sha256};
 
 use crate::config::OutputFormat;
 use crate::decode::Format;
@@ -205,12 +204,10 @@ fn safe_level(level: &str) -> String {
 
 /// `prefix~` and 16 hex digits of the SHA-256 of `whole`: short, stable, and distinct per input.
 fn hashed(prefix: &str, whole: &str) -> String {
-    let digest = Sha256::digest(whole.as_bytes());
-    let mut out = format!("{prefix}~");
-    for byte in &digest[..8] {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    format!(
+        "{prefix}~{}",
+        &crate::frame::sha256_hex(whole.as_bytes())[..16]
+    )
 }
 
 #[cfg(test)]
