@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use mqimg::decode::{Limits, decode};
+use mqimg::frame::decode::{Limits, decode};
 use mqimg::frame::{self, Options};
 
 /// Reads a file under `fixtures/`.
@@ -59,7 +59,7 @@ fn jpeg_to_rgb(c: &mut Criterion) {
 
 /// Base64 payload → RGB8 and its record, as a worker processes a frame (no file, no MQTT).
 fn base64_to_rgb(c: &mut Criterion) {
-    let options = Options::new(Default::default(), None, &mqimg::config::Decode::default());
+    let options = Options::default();
     let mut group = c.benchmark_group("frame/base64-to-rgb");
     for (id, path, width, height) in FRAMES {
         let payload = base64::engine::general_purpose::STANDARD

@@ -12,18 +12,18 @@ fn main() {
     let b64 = base64::engine::general_purpose::STANDARD
         .encode(&jpeg)
         .into_bytes();
-    let limits = mqimg::decode::Limits::default();
+    let limits = mqimg::frame::decode::Limits::default();
     let n = 50;
     let t = Instant::now();
     for _ in 0..n {
         std::hint::black_box(
-            mqimg::payload::detect(&b64, Default::default(), None).expect("payload"),
+            mqimg::frame::payload::detect(&b64, Default::default(), None).expect("payload"),
         );
     }
     let payload_ms = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
     let t = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(mqimg::decode::decode(&jpeg, &limits).expect("decode"));
+        std::hint::black_box(mqimg::frame::decode::decode(&jpeg, &limits).expect("decode"));
     }
     let decode_ms = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
     let t = Instant::now();

@@ -24,20 +24,8 @@
 //!   `/readyz`; [`telemetry`]: logging.
 //! - [`publish`]: `mqimg publish`, a camera-like publisher for trials and benchmarks.
 
-pub mod app;
 pub mod cli;
-pub mod commands;
 pub mod config;
-pub mod decode;
-pub mod delivery;
+pub mod daemon;
 pub mod frame;
-pub mod http;
-pub mod metrics;
-pub mod mqtt;
-pub mod output;
-pub mod payload;
-pub mod pipeline;
-pub mod publish;
-pub mod record;
-pub mod telemetry;
-pub mod topic;
+pub mod ops;

@@ -4,10 +4,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mqimg::app::App;
+use mqimg::cli::commands;
 use mqimg::cli::{Cli, Command};
-use mqimg::commands;
 use mqimg::config::Settings;
+use mqimg::daemon::app::App;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Command::PrintDefaultConfig => Ok(commands::print_default_config()),
         Command::Run { config } => run(config.as_deref()),
         Command::Publish(args) => runtime()
-            .and_then(|rt| rt.block_on(mqimg::publish::run(&args)))
+            .and_then(|rt| rt.block_on(mqimg::cli::publish::run(&args)))
             .map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| {
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
 /// `mqimg run`: the daemon, until SIGINT or SIGTERM.
 fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(config)?;
-    mqimg::telemetry::init(&settings.log);
+    mqimg::ops::telemetry::init(&settings.log);
     let app = App::build(settings)?;
     runtime()?.block_on(app.run(shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,7 @@
 //! `mqimg run` in-process against a private Mosquitto: payload forms, bad frames, wildcards, hostile
 //! topics, oversized frames.
 
-use mqimg::record::Stage;
+use mqimg::frame::record::Stage;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -356,7 +356,7 @@ async fn the_daemon_waits_for_a_broker_that_is_not_up_yet() {
     broker.stop();
     let out = tempfile::tempdir().expect("a temp dir");
     let settings = settings(&url, &["cams/#"], out.path());
-    let app = mqimg::app::App::build(settings).expect("building the daemon");
+    let app = mqimg::daemon::app::App::build(settings).expect("building the daemon");
     let metrics = app.metrics();
     let mut subscribed = metrics.subscribed.subscribe();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -395,7 +395,7 @@ async fn a_qos0_flood_beyond_capacity_ends_every_frame_as_a_record_or_a_counted_
     let mut settings = settings(&broker.url(), &["cams/#"], out.path());
     settings.decode.workers = 1;
     settings.pipeline.queue_frames = 1;
-    settings.subscriptions[0].qos = 0;
+    settings.subscriptions[0].qos = mqimg::config::Qos::AtMostOnce;
     let daemon = Daemon::start(settings).await;
     let mut records = Subscriber::connect(&broker.url(), "mqimg/#", QoS::AtLeastOnce).await;
 
@@ -408,7 +408,9 @@ async fn a_qos0_flood_beyond_capacity_ends_every_frame_as_a_record_or_a_counted_
         frames,
         "frames/photo-640x480.jpg",
     );
-    mqimg::publish::run(&publish).await.expect("publishing");
+    mqimg::cli::publish::run(&publish)
+        .await
+        .expect("publishing");
     let received = records.recv_n(frames as usize, RECORD_WAIT).await;
     let dropped: Vec<_> = received
         .iter()
@@ -456,7 +458,9 @@ async fn a_drained_backlog_stays_within_the_queue_bound() {
         frames,
         "frames/photo-640x480.jpg",
     );
-    mqimg::publish::run(&publish).await.expect("publishing");
+    mqimg::cli::publish::run(&publish)
+        .await
+        .expect("publishing");
     let mut records = Subscriber::connect(&broker.url(), "mqimg/#", QoS::AtLeastOnce).await;
     let daemon = Daemon::start(settings).await;
     records.recv_n(frames as usize, RECORD_WAIT).await;

@@ -35,7 +35,7 @@ async fn publish_three(encoding: PublishEncoding) -> Vec<Message> {
     let mut subscriber = Subscriber::connect(&broker.url(), topic, QoS::AtLeastOnce).await;
 
     let args = args(&broker.url(), topic, encoding, 3);
-    with_timeout(30, "mqimg publish", mqimg::publish::run(&args))
+    with_timeout(30, "mqimg publish", mqimg::cli::publish::run(&args))
         .await
         .expect("publishing succeeds");
 
@@ -118,7 +118,7 @@ async fn publish_cycles_through_files_in_turn() {
         fixture_path("frames/photo-640x480.png"),
     ];
     args.qos = 2;
-    with_timeout(30, "mqimg publish", mqimg::publish::run(&args))
+    with_timeout(30, "mqimg publish", mqimg::cli::publish::run(&args))
         .await
         .expect("publishing succeeds");
 
@@ -142,7 +142,7 @@ async fn publish_to_a_port_where_nothing_listens_fails_quickly() {
     let error = with_timeout(
         15,
         "mqimg publish to a closed port",
-        mqimg::publish::run(&args),
+        mqimg::cli::publish::run(&args),
     )
     .await
     .expect_err("nothing listens there");

@@ -59,7 +59,7 @@ fn report(what: &str, counts: &BTreeMap<u64, u32>, frames: u64) {
 /// A QoS 1 publisher with a persistent session that keeps going through broker restarts: rumqttc
 /// replays what was not acknowledged when the session resumes.
 async fn resilient_publisher(url: String, frames: u64) {
-    let (host, port) = mqimg::publish::broker_address(&url).expect("a broker URL");
+    let (host, port) = mqimg::cli::publish::broker_address(&url).expect("a broker URL");
     let mut options = MqttOptions::new("mqimg-it-resilient-pub", host, port);
     options
         .set_clean_session(false)
@@ -135,7 +135,7 @@ async fn no_frame_is_lost_when_the_daemon_is_killed_and_restarted() {
         FRAMES,
         "frames/photo-640x480.jpg",
     );
-    let publisher = tokio::spawn(async move { mqimg::publish::run(&publish).await });
+    let publisher = tokio::spawn(async move { mqimg::cli::publish::run(&publish).await });
 
     let mut counts = BTreeMap::new();
     collect_until_complete(&mut records, &mut counts, 100, 60).await;
@@ -174,7 +174,7 @@ async fn sigterm_drains_in_flight_frames_and_exits_cleanly() {
         frames,
         "frames/photo-640x480.jpg",
     );
-    with_timeout(60, "publishing", mqimg::publish::run(&publish))
+    with_timeout(60, "publishing", mqimg::cli::publish::run(&publish))
         .await
         .expect("publishing");
 

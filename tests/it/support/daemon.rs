@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mqimg::app::App;
 use mqimg::config::{Settings, Subscription};
-use mqimg::delivery::Summary;
-use mqimg::metrics::Metrics;
+use mqimg::daemon::app::App;
+use mqimg::daemon::delivery::Summary;
+use mqimg::ops::metrics::Metrics;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -34,7 +34,7 @@ pub fn settings(url: &str, filters: &[&str], dir: &Path) -> Settings {
         .iter()
         .map(|f| Subscription {
             topic: (*f).to_owned(),
-            qos: 1,
+            qos: mqimg::config::Qos::AtLeastOnce,
             encoding: Default::default(),
             json_field: None,
         })

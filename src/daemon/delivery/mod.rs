@@ -22,9 +22,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::metrics::Metrics;
-use crate::pipeline::{Context, Done, Job};
-use crate::record::{Failure, Stage};
+use crate::daemon::workers::{Context, Done, Job};
+use crate::frame::record::{Failure, Stage};
+use crate::ops::metrics::Metrics;
 
 /// How soon requests the client's channel refused are offered again.
 const OUTBOX_RETRY: Duration = Duration::from_millis(2);
@@ -558,12 +558,8 @@ impl Delivery {
     }
 }
 
-fn qos(level: u8) -> QoS {
-    match level {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        _ => QoS::ExactlyOnce,
-    }
+fn qos(qos: crate::config::Qos) -> QoS {
+    crate::daemon::mqtt::qos(qos)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -1,5 +1,5 @@
 //! Every metric mqimg keeps, in one place: what happened to frames, records and the connection. Exposed
-//! in Prometheus text format on `/metrics` (see [`crate::http`]) and summarised in a periodic log line.
+//! in Prometheus text format on `/metrics` (see [`crate::ops::http`]) and summarised in a periodic log line.
 
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::record::Stage;
+use crate::frame::record::Stage;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabel {

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::decode::Format;
-use crate::payload::Detected;
+use crate::frame::decode::Format;
+use crate::frame::payload::Detected;
 
 /// The version of the record schema.
 pub const SCHEMA: u32 = 1;

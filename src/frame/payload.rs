@@ -1,6 +1,6 @@
 //! Payload detection: the bytes of one MQTT message → the image bytes inside and how they were wrapped.
 //!
-//! Pure: bytes in, values out. No I/O, no clocks. Decoding the image itself is [`crate::decode`]'s job:
+//! Pure: bytes in, values out. No I/O, no clocks. Decoding the image itself is [`crate::frame::decode`]'s job:
 //! base64 text that decodes to bytes which are not an image passes here and fails there.
 //!
 //! `auto` tries, in order: JPEG/PNG magic bytes (the payload is borrowed as-is), a data URI

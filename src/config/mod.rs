@@ -12,11 +12,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::decode::Limits;
-use crate::payload::Encoding;
+use crate::frame::decode::Limits;
+pub use crate::frame::encode::OutputFormat;
+use crate::frame::payload::Encoding;
 
 /// The example config shipped with mqimg: every key at its default.
-pub const DEFAULT_TOML: &str = include_str!("../config/mqimg.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/mqimg.toml");
 
 /// Prefix of environment overrides: `MQIMG__BROKER__URL` sets `broker.url`.
 const ENV_PREFIX: &str = "MQIMG";
@@ -237,28 +238,43 @@ impl Serialize for Secret {
 pub struct Subscription {
     pub topic: String,
     #[serde(default = "default_qos")]
-    pub qos: u8,
+    pub qos: Qos,
     #[serde(default)]
     pub encoding: Encoding,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_field: Option<String>,
 }
 
-fn default_qos() -> u8 {
-    1
+fn default_qos() -> Qos {
+    Qos::AtLeastOnce
 }
 
-/// How stored frames are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputFormat {
-    /// The image bytes as received (`.jpg` or `.png` by their format): no re-encode.
-    #[default]
-    Original,
-    /// PNG (JPEGs re-encoded with fast compression).
-    Png,
-    /// Binary PPM (P6) of the RGB buffer.
-    Ppm,
+/// An MQTT quality of service level, parsed from 0, 1 or 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum Qos {
+    AtMostOnce = 0,
+    AtLeastOnce = 1,
+    ExactlyOnce = 2,
+}
+
+impl TryFrom<u8> for Qos {
+    type Error = String;
+
+    fn try_from(level: u8) -> Result<Self, Self::Error> {
+        match level {
+            0 => Ok(Self::AtMostOnce),
+            1 => Ok(Self::AtLeastOnce),
+            2 => Ok(Self::ExactlyOnce),
+            other => Err(format!("{other} is not one of 0, 1, 2")),
+        }
+    }
+}
+
+impl From<Qos> for u8 {
+    fn from(qos: Qos) -> Self {
+        qos as u8
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -268,7 +284,7 @@ pub struct Output {
     pub format: OutputFormat,
     pub results_topic: String,
     pub errors_topic: String,
-    pub qos: u8,
+    pub qos: Qos,
     pub retain: bool,
     /// Largest record published; larger ones (huge envelopes' `meta`) are trimmed.
     pub max_record_bytes: usize,
@@ -281,7 +297,7 @@ impl Default for Output {
             format: OutputFormat::Original,
             results_topic: "mqimg/results/{topic}".into(),
             errors_topic: "mqimg/errors/{topic}".into(),
-            qos: 1,
+            qos: Qos::AtLeastOnce,
             retain: false,
             max_record_bytes: 256 << 10,
         }
@@ -306,7 +322,7 @@ impl Default for Decode {
     fn default() -> Self {
         let limits = Limits::default();
         Self {
-            max_payload_bytes: 16 << 20,
+            max_payload_bytes: crate::frame::DEFAULT_MAX_PAYLOAD_BYTES,
             max_width: limits.max_width,
             max_height: limits.max_height,
             max_pixels: limits.max_pixels,
@@ -325,6 +341,16 @@ impl Decode {
             max_pixels: self.max_pixels,
             apply_orientation: self.apply_orientation,
             verify_entropy: self.verify_entropy,
+        }
+    }
+
+    /// How payloads read with `encoding` (and `json_field`) are checked against these limits.
+    pub fn options(&self, encoding: Encoding, json_field: Option<String>) -> crate::frame::Options {
+        crate::frame::Options {
+            encoding,
+            json_field,
+            max_payload_bytes: self.max_payload_bytes,
+            limits: self.limits(),
         }
     }
 
@@ -473,17 +499,11 @@ impl Settings {
         }
         for (i, s) in self.subscriptions.iter().enumerate() {
             let key = |k: &str| format!("subscriptions[{i}].{k}");
-            crate::topic::validate_filter(&s.topic)
+            crate::frame::topic::validate_filter(&s.topic)
                 .map_err(|p| ConfigError::invalid(&key("topic"), p))?;
-            if s.qos > 2 {
-                return Err(ConfigError::invalid(
-                    &key("qos"),
-                    format!("{} is not 0, 1 or 2", s.qos),
-                ));
-            }
             for template in [&self.output.results_topic, &self.output.errors_topic] {
-                if let Some(record_topic) = crate::topic::render(template, "x") {
-                    if crate::topic::matches(&s.topic, &record_topic) {
+                if let Some(record_topic) = crate::frame::topic::render(template, "x") {
+                    if crate::frame::topic::matches(&s.topic, &record_topic) {
                         return Err(ConfigError::invalid(
                             &key("topic"),
                             format!(
@@ -502,12 +522,6 @@ impl Settings {
             }
         }
         let o = &self.output;
-        if o.qos > 2 {
-            return Err(ConfigError::invalid(
-                "output.qos",
-                format!("{} is not 0, 1 or 2", o.qos),
-            ));
-        }
         for (key, template) in [
             ("output.results_topic", &o.results_topic),
             ("output.errors_topic", &o.errors_topic),
@@ -641,7 +655,7 @@ mod tests {
     #[test]
     fn subscriptions_default_to_qos_1_and_auto_and_bad_filters_are_named() {
         let s = load_str("[[subscriptions]]\ntopic = \"cams/+/jpeg\"\n", &[]).unwrap();
-        assert_eq!(s.subscriptions[0].qos, 1);
+        assert_eq!(s.subscriptions[0].qos, Qos::AtLeastOnce);
         assert_eq!(s.subscriptions[0].encoding, Encoding::Auto);
         let err = load_str("[[subscriptions]]\ntopic = \"cams/#/x\"\n", &[]).unwrap_err();
         assert!(err.to_string().contains("subscriptions[0].topic"), "{err}");

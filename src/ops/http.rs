@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 
 /// Binds `addr` now (before the runtime runs), so a taken port fails at startup rather than later.
 pub fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {

@@ -16,10 +16,10 @@ use rumqttc::{AsyncClient, EventLoop};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::delivery::{Delivery, Summary};
-use crate::metrics::Metrics;
-use crate::mqtt::{self, Poller};
-use crate::pipeline::{self, Context};
+use crate::daemon::delivery::{Delivery, Summary};
+use crate::daemon::mqtt::{self, Poller};
+use crate::daemon::workers::{self, Context};
+use crate::ops::metrics::Metrics;
 
 /// Events between the poll task and the delivery task. Small: a frame in here holds its payload.
 const EVENTS_QUEUE: usize = 4;
@@ -53,7 +53,7 @@ impl App {
         let metrics_listener = if settings.metrics.listen.is_empty() {
             None
         } else {
-            let listener = crate::http::bind(&settings.metrics.listen).with_context(|| {
+            let listener = crate::ops::http::bind(&settings.metrics.listen).with_context(|| {
                 format!(
                     "cannot listen on metrics.listen {} (MQIMG__METRICS__LISTEN)",
                     settings.metrics.listen
@@ -96,7 +96,7 @@ impl App {
         } = self;
         let workers = settings.decode.worker_count();
         let context = Arc::new(Context::new(&settings, Arc::clone(&metrics)));
-        let (jobs, done, workers) = pipeline::spawn(
+        let (jobs, done, workers) = workers::spawn(
             workers,
             settings.pipeline.queue_frames,
             Arc::clone(&context),
@@ -123,7 +123,7 @@ impl App {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
             }
-            tokio::spawn(crate::http::serve(listener, Arc::clone(&metrics)))
+            tokio::spawn(crate::ops::http::serve(listener, Arc::clone(&metrics)))
         });
         let summary_task = (settings.log.summary_secs > 0).then(|| {
             let metrics = Arc::clone(&metrics);

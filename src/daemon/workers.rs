@@ -17,11 +17,11 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::config::{Output, Settings};
-use crate::frame::{self, Options};
-use crate::metrics::Metrics;
-use crate::output;
-use crate::record::{Failure, Record, Stage};
-use crate::topic;
+use crate::daemon::sink;
+use crate::frame::record::{Failure, Record, Stage};
+use crate::frame::topic;
+use crate::frame::{self, Options, encode};
+use crate::ops::metrics::Metrics;
 
 /// Outcomes waiting for the syncer, and for the delivery task, per worker.
 const DONE_QUEUE_PER_WORKER: usize = 4;
@@ -76,13 +76,13 @@ impl Context {
             .subscriptions
             .iter()
             .map(|s| {
-                let options = Options::new(s.encoding, s.json_field.clone(), &settings.decode);
+                let options = settings.decode.options(s.encoding, s.json_field.clone());
                 (s.topic.clone(), options)
             })
             .collect();
         Self {
             sources,
-            fallback: Options::new(Default::default(), None, &settings.decode),
+            fallback: settings.decode.options(Default::default(), None),
             output: settings.output.clone(),
             metrics,
         }
@@ -104,18 +104,13 @@ impl Context {
             .and_then(|mut processed| {
                 if let Some(dir) = &self.output.dir {
                     let store = || {
-                        let ext = output::extension(self.output.format, processed.decoded.format);
+                        let ext = encode::extension(self.output.format, processed.decoded.format);
                         let date = &processed.record.received_at[..10];
-                        let path = output::frame_path(
-                            dir,
-                            &job.topic,
-                            date,
-                            &processed.record.sha256,
-                            ext,
-                        );
-                        let bytes = output::encode(&processed, self.output.format)?;
-                        output::write_unsynced(&path, &bytes)?;
-                        Ok::<_, output::OutputError>(path)
+                        let path =
+                            sink::frame_path(dir, &job.topic, date, &processed.record.sha256, ext);
+                        let bytes = encode::encode(&processed, self.output.format)?;
+                        sink::write_unsynced(&path, &bytes)?;
+                        Ok::<_, sink::OutputError>(path)
                     };
                     match store() {
                         Ok(path) => processed.record.path = Some(path.display().to_string()),
@@ -261,7 +256,7 @@ fn sync(stored: &Receiver<Done>, done: &mpsc::Sender<Done>, context: &Context) {
         }
         if let Some(dir) = &context.output.dir
             && batch.iter().any(|d| d.stored.is_some())
-            && let Err(error) = output::sync_filesystem(dir)
+            && let Err(error) = sink::sync_filesystem(dir)
         {
             // The files may not be on disk: their frames must not be acked as stored.
             batch = batch

@@ -1,16 +1,22 @@
 //! One frame, start to finish of the CPU work: payload bytes → image bytes → RGB8 → its record.
 //!
 //! Shared by `mqimg decode` and the daemon's decode workers, so both produce the same records. Storing the
-//! frame is [`crate::output`]'s job; this module touches no files or sockets.
+//! frame is [`crate::daemon::sink`]'s job; this module touches no files or sockets.
+
+pub mod decode;
+pub mod encode;
+pub mod payload;
+pub mod record;
+pub mod topic;
 
 use std::borrow::Cow;
 use std::time::{Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use crate::decode::{self, Decoded, Limits};
-use crate::payload::{self, Encoding};
-use crate::record::{self, Failure, Stage, Success};
+use crate::frame::decode::{Decoded, Limits};
+use crate::frame::payload::Encoding;
+use crate::frame::record::{Failure, Stage, Success};
 
 /// How payloads of one source are read, and the limits they must respect.
 #[derive(Clone, Debug)]
@@ -21,17 +27,16 @@ pub struct Options {
     pub limits: Limits,
 }
 
-impl Options {
-    pub fn new(
-        encoding: Encoding,
-        json_field: Option<String>,
-        decode: &crate::config::Decode,
-    ) -> Self {
+/// The default `decode.max_payload_bytes`: a 4K JPEG at high quality, base64-encoded, fits.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 16 << 20;
+
+impl Default for Options {
+    fn default() -> Self {
         Self {
-            encoding,
-            json_field,
-            max_payload_bytes: decode.max_payload_bytes,
-            limits: decode.limits(),
+            encoding: Encoding::Auto,
+            json_field: None,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            limits: Limits::default(),
         }
     }
 }
@@ -127,7 +132,7 @@ mod tests {
     use super::*;
 
     fn options() -> Options {
-        Options::new(Encoding::Auto, None, &crate::config::Decode::default())
+        Options::default()
     }
 
     #[test]

@@ -10,9 +10,9 @@ use anyhow::Context;
 
 use crate::cli::DecodeArgs;
 use crate::config::{DEFAULT_TOML, Settings};
-use crate::frame::{self, Options};
-use crate::output;
-use crate::record::Record;
+use crate::daemon::sink;
+use crate::frame::record::Record;
+use crate::frame::{self, encode};
 
 /// Exit status when the input was rejected (its failure record is on stdout).
 pub const EXIT_REJECTED: u8 = 1;
@@ -23,13 +23,15 @@ pub const EXIT_USAGE: u8 = 2;
 pub fn decode(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(args.config.as_deref())?;
     let payload = read_input(args.file.as_deref())?;
-    let options = Options::new(args.encoding, args.json_field.clone(), &settings.decode);
+    let options = settings
+        .decode
+        .options(args.encoding, args.json_field.clone());
     let (record, status) = match frame::process(&payload, None, SystemTime::now(), &options) {
         Ok(mut processed) => {
             if let Some(out) = &args.out {
-                let format = output::format_for_path(out, processed.decoded.format)?;
-                let bytes = output::encode(&processed, format)?;
-                output::write_atomic(out, &bytes)?;
+                let format = encode::format_for_path(out, processed.decoded.format)?;
+                let bytes = encode::encode(&processed, format)?;
+                sink::write_atomic(out, &bytes)?;
                 processed.record.path = Some(out.display().to_string());
             }
             (

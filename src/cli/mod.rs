@@ -1,10 +1,13 @@
 //! Command-line interface: subcommands and flags. Parsing only; the work lives in the library.
 
+pub mod commands;
+pub mod publish;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::payload::Encoding;
+use crate::frame::payload::Encoding;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Settings};
-use crate::delivery::MqttEvent;
-use crate::metrics::Metrics;
+use crate::daemon::delivery::MqttEvent;
+use crate::ops::metrics::Metrics;
 
 /// Requests (records, acks) the client's channel holds before `try_*` calls wait in the outbox.
 const REQUEST_QUEUE: usize = 256;
@@ -47,6 +47,15 @@ pub fn connect(settings: &Settings) -> Result<(AsyncClient, EventLoop), ConfigEr
     network.set_tcp_nodelay(true);
     eventloop.set_network_options(network);
     Ok((client, eventloop))
+}
+
+/// rumqttc's name for a QoS level.
+pub fn qos(qos: crate::config::Qos) -> rumqttc::QoS {
+    match qos {
+        crate::config::Qos::AtMostOnce => rumqttc::QoS::AtMostOnce,
+        crate::config::Qos::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+        crate::config::Qos::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
+    }
 }
 
 /// What a CONNACK refusal means, in the broker's terms.

@@ -1,0 +1,5 @@
+//! Operations: what an operator watches (metrics, health, the HTTP endpoint, logs).
+
+pub mod http;
+pub mod metrics;
+pub mod telemetry;
