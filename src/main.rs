@@ -31,6 +31,7 @@ fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(config)?;
     mqimg::ops::telemetry::init(&settings.log);
     let app = App::build(settings)?;
+    app.log_startup(config);
     runtime()?.block_on(app.run(shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
 }

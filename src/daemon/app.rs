@@ -16,9 +16,10 @@ use rumqttc::{AsyncClient, EventLoop};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::daemon::delivery::{Delivery, Summary};
+use crate::daemon::delivery::{Driver, Summary};
 use crate::daemon::mqtt::{self, Poller};
 use crate::daemon::workers::{self, Context};
+use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 
 /// Events between the poll task and the delivery task. Small: a frame in here holds its payload.
@@ -33,6 +34,7 @@ pub struct App {
     client: AsyncClient,
     eventloop: EventLoop,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
 }
 
 impl App {
@@ -68,7 +70,33 @@ impl App {
             client,
             eventloop,
             metrics: Arc::new(Metrics::default()),
+            health: Arc::new(Health::default()),
         })
+    }
+
+    /// One line an operator reads first: what this daemon is and what it will do.
+    pub fn log_startup(&self, config_file: Option<&std::path::Path>) {
+        let s = &self.settings;
+        let subscriptions = s
+            .subscriptions
+            .iter()
+            .map(|sub| format!("{} (qos {})", sub.topic, u8::from(sub.qos)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let http = self
+            .metrics_addr()
+            .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            config = config_file.map_or_else(|| "(none: defaults and environment)".into(), |p| p.display().to_string()),
+            broker = %s.broker.url,
+            client_id = %s.broker.client_id,
+            subscriptions,
+            output_dir = s.output.dir.as_ref().map_or_else(|| "(frames not stored)".into(), |d| d.display().to_string()),
+            workers = s.decode.worker_count(),
+            http,
+            "mqimg starting"
+        );
     }
 
     /// Where the metrics endpoint listens, when on.
@@ -79,6 +107,11 @@ impl App {
     /// The counters, for tests and the summary.
     pub fn metrics(&self) -> Arc<Metrics> {
         Arc::clone(&self.metrics)
+    }
+
+    /// Readiness: connected, subscriptions granted.
+    pub fn health(&self) -> Arc<Health> {
+        Arc::clone(&self.health)
     }
 
     /// Runs until `shutdown` resolves, then drains in-flight frames (within
@@ -93,6 +126,7 @@ impl App {
             client,
             eventloop,
             metrics,
+            health,
         } = self;
         let workers = settings.decode.worker_count();
         let context = Arc::new(Context::new(&settings, Arc::clone(&metrics)));
@@ -108,6 +142,7 @@ impl App {
             eventloop,
             events: events_tx,
             metrics: Arc::clone(&metrics),
+            health: Arc::clone(&health),
             filters: settings
                 .subscriptions
                 .iter()
@@ -123,14 +158,18 @@ impl App {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
             }
-            tokio::spawn(crate::ops::http::serve(listener, Arc::clone(&metrics)))
+            tokio::spawn(crate::ops::http::serve(
+                listener,
+                Arc::clone(&metrics),
+                Arc::clone(&health),
+            ))
         });
         let summary_task = (settings.log.summary_secs > 0).then(|| {
             let metrics = Arc::clone(&metrics);
             let every = Duration::from_secs(settings.log.summary_secs);
             tokio::spawn(async move { metrics.log_summaries(every).await })
         });
-        let delivery = Delivery::new(&settings, client, jobs, context, Arc::clone(&metrics));
+        let delivery = Driver::new(&settings, client, jobs, context, Arc::clone(&metrics));
         let grace = Duration::from_secs(settings.pipeline.shutdown_grace_secs);
         let stop_on_signal = stop.clone();
         let signal_task = tokio::spawn(async move {
@@ -154,13 +193,6 @@ impl App {
         tokio::task::spawn_blocking(move || workers.join())
             .await
             .ok();
-        if summary.unfinished > 0 {
-            tracing::warn!(
-                unfinished = summary.unfinished,
-                deadline_hit = summary.deadline_hit,
-                "frames left unacked for the broker to redeliver"
-            );
-        }
         tracing::info!(
             received = metrics.received.get(),
             ok = metrics.ok.get(),

@@ -10,14 +10,30 @@ use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming, MqttOptions,
-    Outgoing, Request, SubscribeReasonCode,
+    Outgoing, Publish, Request, SubscribeReasonCode,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Settings};
-use crate::daemon::delivery::MqttEvent;
+use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
+
+/// What the poll task reports, in the order the event loop produced it.
+#[derive(Debug)]
+pub enum MqttEvent {
+    /// A CONNACK: a new connection (a new "generation" of packet ids).
+    Connected { session_present: bool },
+    /// The connection failed. rumqttc moved the records it had not finished sending into its replay
+    /// queue: these are their payload addresses, to know which ones it drops if the session is gone.
+    Disconnected { replay: HashSet<usize> },
+    /// A frame arrived.
+    Frame(Publish),
+    /// A record publish went out with this packet id (0 for QoS 0).
+    RecordSent(u16),
+    /// The broker acknowledged the record publish with this packet id (PUBACK, or PUBCOMP at QoS 2).
+    RecordAcked(u16),
+}
 
 /// Requests (records, acks) the client's channel holds before `try_*` calls wait in the outbox.
 const REQUEST_QUEUE: usize = 256;
@@ -84,6 +100,8 @@ pub struct Poller {
     /// Where events go, in order.
     pub events: mpsc::Sender<MqttEvent>,
     pub metrics: Arc<Metrics>,
+    /// Readiness, set as the connection and subscriptions come and go.
+    pub health: Arc<Health>,
     /// Subscription filters, to name them when the broker refuses one.
     pub filters: Vec<String>,
     pub url: String,
@@ -103,6 +121,7 @@ impl Poller {
                     backoff = self.backoff_min;
                     failures = 0;
                     self.metrics.connected.set(1);
+                    self.health.set_connected(true);
                     let n = self.metrics.connections.inc();
                     tracing::info!(
                         url = %self.url,
@@ -125,11 +144,13 @@ impl Poller {
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                     tracing::info!("disconnected from broker");
                     self.metrics.connected.set(0);
+                    self.health.set_connected(false);
                     return;
                 }
                 Ok(_) => continue,
                 Err(error) => {
-                    let was_connected = self.metrics.connected.set(0) == 1;
+                    self.metrics.connected.set(0);
+                    let was_connected = self.health.set_connected(false);
                     failures += 1;
                     self.log_error(&error, was_connected, failures, backoff);
                     let replay = self
@@ -199,7 +220,7 @@ impl Poller {
             .iter()
             .all(|c| matches!(c, SubscribeReasonCode::Success(_)))
         {
-            self.metrics.subscribed.send_modify(|n| *n += 1);
+            self.health.subscriptions_granted();
         }
         for (filter, code) in self.filters.iter().zip(codes) {
             match code {

@@ -6,7 +6,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::time::SystemTime;
+
 use crate::frame::encode::EncodeError;
+use crate::frame::record::utc_date;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -88,7 +91,13 @@ const MAX_LEVELS: usize = 16;
 ///
 /// Named by content, so a redelivered frame rewrites the same file. Each topic level is escaped so it
 /// is a plain, non-special name: no topic can reach outside `dir`.
-pub fn frame_path(dir: &Path, topic: &str, date: &str, sha256_hex: &str, ext: &str) -> PathBuf {
+pub fn frame_path(
+    dir: &Path,
+    topic: &str,
+    received_at: SystemTime,
+    sha256_hex: &str,
+    ext: &str,
+) -> PathBuf {
     let mut path = dir.to_path_buf();
     let levels: Vec<&str> = topic.split('/').collect();
     let (kept, rest) = levels.split_at(levels.len().min(MAX_LEVELS));
@@ -101,7 +110,7 @@ pub fn frame_path(dir: &Path, topic: &str, date: &str, sha256_hex: &str, ext: &s
             &rest.join("/"),
         ));
     }
-    path.push(safe_level(date));
+    path.push(utc_date(received_at));
     path.push(format!("{}.{ext}", &sha256_hex[..sha256_hex.len().min(32)]));
     path
 }
@@ -148,6 +157,11 @@ mod tests {
     use super::*;
     use std::path::Component;
 
+    /// 2026-11-26T12:00:00Z.
+    fn day() -> std::time::SystemTime {
+        std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_694_400)
+    }
+
     const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     fn stays_inside(dir: &Path, path: &Path) {
@@ -179,7 +193,7 @@ mod tests {
             "$SYS/broker",
             "...",
         ] {
-            let path = frame_path(dir, topic, "2026-11-26", SHA, "jpg");
+            let path = frame_path(dir, topic, day(), SHA, "jpg");
             stays_inside(dir, &path);
             assert!(path.ends_with("2026-11-26/0123456789abcdef0123456789abcdef.jpg"));
         }
@@ -187,13 +201,7 @@ mod tests {
 
     #[test]
     fn plain_topics_read_as_folders() {
-        let path = frame_path(
-            Path::new("out"),
-            "cameras/door-1/jpeg",
-            "2026-11-26",
-            SHA,
-            "png",
-        );
+        let path = frame_path(Path::new("out"), "cameras/door-1/jpeg", day(), SHA, "png");
         assert_eq!(
             path,
             Path::new("out/cameras/door-1/jpeg/2026-11-26/0123456789abcdef0123456789abcdef.png")

@@ -8,8 +8,8 @@
 //! Workers write frame files without waiting for the disk; the syncer thread makes a whole batch of
 //! them durable with one `syncfs` (group commit) before their outcomes may be acked.
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
@@ -17,6 +17,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::config::{Output, Settings};
+use crate::daemon::delivery::state::RecordOut;
 use crate::daemon::sink;
 use crate::frame::record::{Failure, Record, Stage};
 use crate::frame::topic;
@@ -42,13 +43,104 @@ pub struct Job {
 #[derive(Debug)]
 pub struct Done {
     pub seq: u64,
-    /// Where the record goes; `None` when that kind of record is turned off.
-    pub record_topic: Option<String>,
-    /// The record as JSON, within `output.max_record_bytes`.
-    pub record: Vec<u8>,
-    pub ok: bool,
+    /// The record as JSON (within `output.max_record_bytes`) and where it goes; `None` when that kind
+    /// of record is turned off.
+    pub record: Option<RecordOut>,
+    /// What to tell the operator once the frame's outcome is final.
+    pub report: Report,
     /// Set when a frame file was written and still has to be flushed to disk.
     pub stored: Option<Stored>,
+}
+
+/// One frame's outcome in the operator's terms: logged once, when it is final (stored and recorded,
+/// or failed), not when a worker is done with it.
+#[derive(Debug)]
+pub enum Report {
+    Ok {
+        topic: String,
+        width: u32,
+        height: u32,
+        payload_bytes: usize,
+        image_bytes: usize,
+        decode_ms: f64,
+        path: Option<String>,
+        warnings: Vec<String>,
+    },
+    Failed {
+        topic: String,
+        stage: Stage,
+        payload_bytes: usize,
+        error: String,
+    },
+}
+
+impl Report {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Self::Ok { .. })
+    }
+
+    /// The frame's one log line.
+    pub fn log(&self, seq: u64) {
+        match self {
+            Self::Ok {
+                topic,
+                width,
+                height,
+                payload_bytes,
+                image_bytes,
+                decode_ms,
+                path,
+                warnings,
+            } => {
+                let message = if path.is_some() {
+                    "frame stored"
+                } else {
+                    "frame decoded"
+                };
+                let path = path.as_deref().unwrap_or("-");
+                if warnings.is_empty() {
+                    tracing::info!(
+                        seq,
+                        topic,
+                        width,
+                        height,
+                        payload_bytes,
+                        image_bytes,
+                        decode_ms,
+                        path,
+                        "{message}"
+                    );
+                } else {
+                    let warnings = warnings.join("; ");
+                    tracing::warn!(
+                        seq,
+                        topic,
+                        width,
+                        height,
+                        payload_bytes,
+                        image_bytes,
+                        decode_ms,
+                        path,
+                        warnings,
+                        "{message} with a warning"
+                    );
+                }
+            }
+            Self::Failed {
+                topic,
+                stage,
+                payload_bytes,
+                error,
+            } => tracing::warn!(
+                seq,
+                topic,
+                stage = stage.as_str(),
+                payload_bytes,
+                error,
+                "frame failed"
+            ),
+        }
+    }
 }
 
 /// What is needed to turn a stored frame's outcome into a failure if flushing its file fails.
@@ -67,6 +159,8 @@ pub struct Context {
     /// Payloads on topics no filter matches (possible with overlapping session subscriptions).
     fallback: Options,
     output: Output,
+    /// The workers' queue bound, for messages.
+    queue_frames: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -84,8 +178,14 @@ impl Context {
             sources,
             fallback: settings.decode.options(Default::default(), None),
             output: settings.output.clone(),
+            queue_frames: settings.pipeline.queue_frames,
             metrics,
         }
+    }
+
+    /// `pipeline.queue_frames`.
+    pub fn queue_frames(&self) -> usize {
+        self.queue_frames
     }
 
     fn options_for(&self, topic: &str) -> &Options {
@@ -97,17 +197,19 @@ impl Context {
 
     /// Processes one frame: decode, store, log, count, and serialize its record.
     pub fn handle(&self, job: &Job) -> Done {
-        let span = tracing::info_span!("frame", seq = job.seq, topic = %job.topic);
-        let _entered = span.enter();
         let options = self.options_for(&job.topic);
         let result = frame::process(&job.payload, Some(&job.topic), job.received_at, options)
             .and_then(|mut processed| {
                 if let Some(dir) = &self.output.dir {
                     let store = || {
                         let ext = encode::extension(self.output.format, processed.decoded.format);
-                        let date = &processed.record.received_at[..10];
-                        let path =
-                            sink::frame_path(dir, &job.topic, date, &processed.record.sha256, ext);
+                        let path = sink::frame_path(
+                            dir,
+                            &job.topic,
+                            job.received_at,
+                            &processed.record.sha256,
+                            ext,
+                        );
                         let bytes = encode::encode(&processed, self.output.format)?;
                         sink::write_unsynced(&path, &bytes)?;
                         Ok::<_, sink::OutputError>(path)
@@ -130,30 +232,26 @@ impl Context {
         match result {
             Ok(processed) => {
                 let r = &processed.record;
-                tracing::info!(
-                    topic = %job.topic,
-                    width = r.width,
-                    height = r.height,
-                    payload_bytes = r.payload_bytes,
-                    image_bytes = r.image_bytes,
-                    rgb_bytes = r.rgb_bytes,
-                    decode_ms = r.decode_ms,
-                    path = r.path.as_deref().unwrap_or("-"),
-                    "frame decoded"
-                );
-                for warning in &r.warnings {
-                    tracing::warn!(topic = %job.topic, warning = %warning, "frame decoded with a warning");
-                }
+                let report = Report::Ok {
+                    topic: job.topic.clone(),
+                    width: r.width,
+                    height: r.height,
+                    payload_bytes: r.payload_bytes,
+                    image_bytes: r.image_bytes,
+                    decode_ms: r.decode_ms,
+                    path: r.path.clone(),
+                    warnings: r.warnings.clone(),
+                };
                 let stored = processed.record.path.is_some().then(|| Stored {
                     topic: job.topic.clone(),
                     received_at: job.received_at,
                     payload_bytes: job.payload.len(),
                 });
+                let record = Record::Success(Box::new(processed.record));
                 Done {
                     seq: job.seq,
-                    record_topic: topic::render(&self.output.results_topic, &job.topic),
-                    record: self.fit(Record::Success(Box::new(processed.record))),
-                    ok: true,
+                    record: self.record_out(&self.output.results_topic, &job.topic, record),
+                    report,
                     stored,
                 }
             }
@@ -164,21 +262,27 @@ impl Context {
     /// The outcome of a frame that failed (also used by the delivery task for queue drops).
     pub fn failed(&self, seq: u64, failure: Failure) -> Done {
         let topic = failure.topic.clone().unwrap_or_default();
-        tracing::warn!(
-            topic = %topic,
-            stage = %failure.stage,
-            payload_bytes = failure.payload_bytes,
-            error = %failure.error,
-            "frame failed"
-        );
         self.metrics.count_failure(failure.stage);
+        let report = Report::Failed {
+            topic: topic.clone(),
+            stage: failure.stage,
+            payload_bytes: failure.payload_bytes,
+            error: failure.error.clone(),
+        };
         Done {
             seq,
-            record_topic: topic::render(&self.output.errors_topic, &topic),
-            ok: false,
+            record: self.record_out(&self.output.errors_topic, &topic, Record::Failure(failure)),
+            report,
             stored: None,
-            record: self.fit(Record::Failure(failure)),
         }
+    }
+
+    /// The record, serialized, with its topic; `None` when `template` turns that kind of record off.
+    fn record_out(&self, template: &str, topic: &str, record: Record) -> Option<RecordOut> {
+        Some(RecordOut {
+            topic: topic::render(template, topic)?,
+            payload: self.fit(record),
+        })
     }
 
     /// Serializes `record`, shrinking it to `output.max_record_bytes`: an oversized publish would drop
@@ -222,15 +326,18 @@ pub fn spawn(
     count: usize,
     queue_frames: usize,
     context: Arc<Context>,
-) -> std::io::Result<(SyncSender<Job>, mpsc::Receiver<Done>, Workers)> {
-    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Job>(queue_frames);
+) -> std::io::Result<(
+    crossbeam_channel::Sender<Job>,
+    mpsc::Receiver<Done>,
+    Workers,
+)> {
+    let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(queue_frames);
     let (stored_tx, stored_rx) = std::sync::mpsc::sync_channel(count * DONE_QUEUE_PER_WORKER);
     let (done_tx, done_rx) = mpsc::channel(count * DONE_QUEUE_PER_WORKER);
-    let job_rx = Arc::new(Mutex::new(job_rx));
     let mut threads = Vec::with_capacity(count + 1);
     for i in 0..count {
         let (job_rx, stored_tx, context) =
-            (Arc::clone(&job_rx), stored_tx.clone(), Arc::clone(&context));
+            (job_rx.clone(), stored_tx.clone(), Arc::clone(&context));
         let thread = std::thread::Builder::new()
             .name(format!("mqimg-decode-{i}"))
             .spawn(move || work(&job_rx, &stored_tx, &context))?;
@@ -284,15 +391,8 @@ fn sync(stored: &Receiver<Done>, done: &mpsc::Sender<Done>, context: &Context) {
     }
 }
 
-fn work(jobs: &Mutex<Receiver<Job>>, done: &SyncSender<Done>, context: &Context) {
-    loop {
-        // The lock is held only while waiting for the next job, never while decoding.
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok(job) = job else { return };
-        context.metrics.queue_depth.dec();
+fn work(jobs: &crossbeam_channel::Receiver<Job>, done: &SyncSender<Done>, context: &Context) {
+    while let Ok(job) = jobs.recv() {
         // A decoder bug must not kill the worker: the frame would never finish and, acked in order,
         // would hold back every frame after it.
         let outcome =

@@ -29,6 +29,14 @@ pub enum Stage {
 }
 
 impl Stage {
+    pub const ALL: [Stage; 5] = [
+        Stage::Payload,
+        Stage::Limits,
+        Stage::Decode,
+        Stage::Store,
+        Stage::Queue,
+    ];
+
     /// The stage's name as it appears in records and logs.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,6 +58,24 @@ impl std::fmt::Display for Stage {
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-26T03:05:18.123Z`.
 pub fn timestamp(at: SystemTime) -> String {
     humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// The UTC calendar date of `at`, `YYYY-MM-DD`: the folder a frame is stored under.
+pub fn utc_date(at: SystemTime) -> String {
+    let days = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400);
+    // Howard Hinnant's days-to-civil algorithm: exact for the proleptic Gregorian calendar.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// A frame that decoded.
@@ -152,5 +178,14 @@ mod tests {
         assert_eq!(value["topic"], "cam/1");
         assert_eq!(value["error"], "empty payload");
         assert_eq!(value["schema"], 1);
+    }
+
+    #[test]
+    fn the_storage_date_matches_the_timestamp_date() {
+        use std::time::Duration;
+        for secs in [0, 951_782_400, 1_795_694_400, 1_798_761_599, 4_102_444_800] {
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            assert_eq!(utc_date(at), timestamp(at)[..10], "{secs}");
+        }
     }
 }

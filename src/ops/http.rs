@@ -10,7 +10,15 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
+
+/// What the handlers read.
+#[derive(Clone)]
+struct Shared {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
 
 /// Binds `addr` now (before the runtime runs), so a taken port fails at startup rather than later.
 pub fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
@@ -20,7 +28,7 @@ pub fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
 }
 
 /// Serves until the task is dropped.
-pub async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) {
+pub async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>, health: Arc<Health>) {
     let listener = match TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(error) => {
@@ -32,34 +40,25 @@ pub async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) {
         .route("/metrics", get(render))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(metrics);
+        .with_state(Shared { metrics, health });
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "the metrics endpoint stopped");
     }
 }
 
-async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn render(State(shared): State<Shared>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        metrics.render(),
+        shared.metrics.render(),
     )
 }
 
-async fn ready(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    let connected = metrics.connected.get() == 1;
-    let subscribed = *metrics.subscribed.borrow() > 0;
-    match (connected, subscribed) {
-        (true, true) => (StatusCode::OK, "ready\n"),
-        (false, _) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not connected to the broker\n",
-        ),
-        (true, false) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "subscriptions not granted yet\n",
-        ),
+async fn ready(State(shared): State<Shared>) -> impl IntoResponse {
+    match shared.health.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
     }
 }

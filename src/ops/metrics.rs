@@ -33,8 +33,10 @@ pub struct Metrics {
     pub records_failed: Counter,
     /// PUBACKs sent for frames.
     pub acked: Counter,
-    /// Frames waiting for a decode worker.
+    /// Frames in the decode workers' queue.
     pub queue_depth: Gauge<i64, AtomicI64>,
+    /// Frames waiting for room in the decode queue (QoS 1/2 only; intake pauses when it is full).
+    pub backlog: Gauge<i64, AtomicI64>,
     /// The most frames ever waiting for a worker at once (decode queue + backlog): the memory high-water.
     pub waiting_peak: Gauge<i64, AtomicI64>,
     /// Frames received but not yet finished and acked.
@@ -43,8 +45,6 @@ pub struct Metrics {
     pub connected: Gauge<i64, AtomicI64>,
     /// Successful connections (the first one included).
     pub connections: Counter,
-    /// SUBACKs that granted every subscription: readiness, and what tests wait on.
-    pub subscribed: tokio::sync::watch::Sender<u64>,
     registry: Registry,
 }
 
@@ -59,11 +59,11 @@ impl Default for Metrics {
             records_failed: Counter::default(),
             acked: Counter::default(),
             queue_depth: Gauge::default(),
+            backlog: Gauge::default(),
             waiting_peak: Gauge::default(),
             in_flight: Gauge::default(),
             connected: Gauge::default(),
             connections: Counter::default(),
-            subscribed: tokio::sync::watch::Sender::new(0),
             registry: Registry::with_prefix("mqimg"),
         };
         let r = &mut m.registry;
@@ -101,8 +101,13 @@ impl Default for Metrics {
         );
         r.register(
             "queue_depth",
-            "Frames waiting for a decode worker",
+            "Frames in the decode workers' queue",
             m.queue_depth.clone(),
+        );
+        r.register(
+            "backlog_frames",
+            "Frames waiting for room in the decode queue",
+            m.backlog.clone(),
         );
         r.register(
             "frames_in_flight",
@@ -119,6 +124,13 @@ impl Default for Metrics {
             "Successful broker connections",
             m.connections.clone(),
         );
+        // Every stage from the start, at 0: a rate() or an alert on a series that does not exist yet
+        // sees nothing until the first failure.
+        for stage in Stage::ALL {
+            drop(m.failed.get_or_create(&StageLabel {
+                stage: stage.as_str(),
+            }));
+        }
         m
     }
 }
@@ -143,16 +155,10 @@ impl Metrics {
 
     /// Frames that ended as a failure record, whatever the stage.
     pub fn failed_total(&self) -> u64 {
-        [
-            Stage::Payload,
-            Stage::Limits,
-            Stage::Decode,
-            Stage::Store,
-            Stage::Queue,
-        ]
-        .into_iter()
-        .map(|stage| self.failures(stage))
-        .sum()
+        Stage::ALL
+            .into_iter()
+            .map(|stage| self.failures(stage))
+            .sum()
     }
 
     /// The metrics in Prometheus text format.
@@ -200,6 +206,10 @@ mod tests {
         m.count_failure(Stage::Limits);
         m.count_failure(Stage::Limits);
         let text = m.render();
+        assert!(
+            text.contains(r#"mqimg_frames_failed_total{stage="decode"} 0"#),
+            "stages without failures are exported at 0: {text}"
+        );
         assert!(text.contains("mqimg_frames_received_total 1"), "{text}");
         assert!(
             text.contains(r#"mqimg_frames_failed_total{stage="limits"} 2"#),

@@ -357,8 +357,8 @@ async fn the_daemon_waits_for_a_broker_that_is_not_up_yet() {
     let out = tempfile::tempdir().expect("a temp dir");
     let settings = settings(&url, &["cams/#"], out.path());
     let app = mqimg::daemon::app::App::build(settings).expect("building the daemon");
-    let metrics = app.metrics();
-    let mut subscribed = metrics.subscribed.subscribe();
+
+    let mut subscribed = app.health().subscribed();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app.run(async {
         let _ = stopped.await;

@@ -143,7 +143,7 @@ async fn no_frame_is_lost_when_the_daemon_is_killed_and_restarted() {
     daemon.wait(10).await;
     let mut daemon = DaemonProcess::start(&config).await;
     // Proof that the kill came mid-stream: frames were left for the second daemon.
-    daemon.wait_for_log("frame decoded", 30).await;
+    daemon.wait_for_log("frame stored", 30).await;
     collect_until_complete(&mut records, &mut counts, FRAMES, 120).await;
     report("daemon SIGKILL", &counts, FRAMES);
     with_timeout(30, "the publisher finishing", publisher)
@@ -192,7 +192,7 @@ async fn sigterm_drains_in_flight_frames_and_exits_cleanly() {
     assert!(log.contains("disconnected from broker"), "{log}");
     // What the first daemon did not finish is redelivered to the next one.
     let mut daemon = DaemonProcess::start(&config).await;
-    daemon.wait_for_log("frame decoded", 30).await;
+    daemon.wait_for_log("frame stored", 30).await;
     collect_until_complete(&mut records, &mut counts, frames, 120).await;
     report("daemon SIGTERM", &counts, frames);
 }

@@ -62,7 +62,7 @@ impl Daemon {
         let app = App::build(settings).expect("building the daemon");
         let metrics = app.metrics();
         let http = app.metrics_addr().expect("the metrics endpoint is on");
-        let mut subscribed = metrics.subscribed.subscribe();
+        let mut subscribed = app.health().subscribed();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async {
             let _ = stopped.await;

@@ -1,0 +1,344 @@
+//! The delivery task: performs what the [`state`](super::state) machine decides.
+//!
+//! It feeds the state machine with the poll task's events and the workers' outcomes, hands jobs to the
+//! workers and requests to the MQTT client, logs each frame once at its final outcome and keeps the
+//! metrics. It never awaits the client: every request is `try_*`, and what the client's channel cannot
+//! take goes back to the state machine's outbox, offered again shortly. The poll task is therefore
+//! never blocked by this task.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, TrySendError};
+use rumqttc::{AsyncClient, ClientError, Publish, QoS, SubscribeFilter};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::state::{Arrival, Delivery, Outcome, Request, Rules};
+use crate::config::{Qos, Settings};
+use crate::daemon::mqtt::{self, MqttEvent};
+use crate::daemon::workers::{Context, Done, Job, Report};
+use crate::frame::record::{Failure, Stage};
+use crate::ops::metrics::Metrics;
+
+/// How soon requests the client's channel refused are offered again.
+const OUTBOX_RETRY: Duration = Duration::from_millis(2);
+/// How long acks may stall before the operator is told.
+const STALL_WARNING: Duration = Duration::from_secs(5);
+
+/// How a delivery run ended.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Summary {
+    /// Frames received during shutdown or not finished by its deadline: left unacked for redelivery.
+    pub unfinished: u64,
+    pub deadline_hit: bool,
+}
+
+pub struct Driver {
+    /// The rules: what to submit, publish and ack.
+    state: Delivery<Publish>,
+    /// The MQTT client; only ever called with `try_*`.
+    client: AsyncClient,
+    subscriptions: Vec<SubscribeFilter>,
+    record_qos: QoS,
+    retain: bool,
+    /// The workers' queue (bounded: `pipeline.queue_frames`); `None` once draining.
+    jobs: Option<Sender<Job>>,
+    /// Builds failure records for frames dropped here.
+    context: Arc<Context>,
+    metrics: Arc<Metrics>,
+    /// What each frame became, logged once its outcome is final.
+    reports: HashMap<u64, Report>,
+    /// PUBACKs sent for frames, to notice a stall.
+    acked: u64,
+}
+
+impl Driver {
+    pub fn new(
+        settings: &Settings,
+        client: AsyncClient,
+        jobs: Sender<Job>,
+        context: Arc<Context>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let rules = Rules {
+            manual_acks: !settings.broker.clean_session,
+            record_qos: settings.output.qos,
+            backlog_frames: settings.pipeline.queue_frames,
+            subscribe: !settings.subscriptions.is_empty(),
+        };
+        Self {
+            state: Delivery::new(rules),
+            client,
+            subscriptions: settings
+                .subscriptions
+                .iter()
+                .map(|s| SubscribeFilter::new(s.topic.clone(), mqtt::qos(s.qos)))
+                .collect(),
+            record_qos: mqtt::qos(settings.output.qos),
+            retain: settings.output.retain,
+            jobs: Some(jobs),
+            context,
+            metrics,
+            reports: HashMap::new(),
+            acked: 0,
+        }
+    }
+
+    /// Runs until shutdown is requested and in-flight frames are finished (or `grace` has passed), or
+    /// until the poll task ends. Then asks the client to disconnect.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<MqttEvent>,
+        mut done: mpsc::Receiver<Done>,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Summary {
+        let mut summary = Summary::default();
+        let mut deadline: Option<Instant> = None;
+        let mut watchdog = tokio::time::interval(STALL_WARNING);
+        let mut last_acked = 0;
+        loop {
+            // Intake pauses while the backlog is full: the poll task then waits on the events channel,
+            // stops reading the socket, and TCP backpressure holds the broker back. Acks cannot do it:
+            // Mosquitto 2.0 sends up to max_inflight_messages more frames for *each* PUBACK
+            // (bench/inflight_probe.py), so its in-flight window does not bound what reaches mqimg.
+            let accepting = self.state.accepting();
+            tokio::select! {
+                event = events.recv(), if accepting => match event {
+                    Some(event) => self.on_event(event),
+                    None => break,
+                },
+                Some(outcome) = done.recv() => self.on_done(outcome),
+                () = shutdown.cancelled(), if deadline.is_none() => {
+                    self.jobs = None;
+                    let abandoned = self.state.start_draining();
+                    tracing::info!(
+                        in_flight = self.state.in_flight(),
+                        not_started = abandoned,
+                        "shutting down: finishing the frames being processed; frames not started are left for the broker to redeliver"
+                    );
+                    deadline = Some(Instant::now() + grace);
+                }
+                // The client's channel was full. Space frees up as rumqttc sends, but not every send is
+                // reported to this task (acks are not), so retry shortly instead of waiting for an event.
+                () = tokio::time::sleep(OUTBOX_RETRY), if self.state.outbox() > 0 => {}
+                _ = watchdog.tick() => {
+                    // Only frames awaiting an ack can stall: QoS 0 and clean sessions never ack.
+                    if self.acked == last_acked && self.state.awaiting_ack() > 0 {
+                        self.warn_stall();
+                    }
+                    last_acked = self.acked;
+                }
+                () = sleep_until(deadline), if deadline.is_some() => {
+                    summary.deadline_hit = true;
+                    break;
+                }
+            }
+            self.step();
+            if deadline.is_some() && self.state.drained() {
+                break;
+            }
+        }
+        summary.unfinished = self.state.unfinished();
+        if summary.unfinished > 0 {
+            tracing::warn!(
+                unfinished = summary.unfinished,
+                "{} frames left unacked; the broker will redeliver them (QoS 0 frames among them are lost)",
+                summary.unfinished
+            );
+        }
+        self.state.retry(Request::Disconnect);
+        self.flush();
+        summary
+    }
+
+    fn on_event(&mut self, event: MqttEvent) {
+        match event {
+            MqttEvent::Connected { session_present } => self.state.on_connected(session_present),
+            MqttEvent::Disconnected { replay } => self.state.on_disconnected(replay),
+            MqttEvent::Frame(publish) => self.on_frame(publish),
+            MqttEvent::RecordSent(pkid) => {
+                if let Err(unknown) = self.state.on_record_sent(pkid) {
+                    tracing::warn!(pkid, "{unknown}");
+                }
+            }
+            MqttEvent::RecordAcked(pkid) => {
+                if self.state.on_record_acked(pkid) {
+                    self.metrics.records_published.inc();
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, publish: Publish) {
+        self.metrics.received.inc();
+        self.metrics
+            .received_bytes
+            .inc_by(publish.payload.len() as u64);
+        let qos = match publish.qos {
+            QoS::AtMostOnce => Qos::AtMostOnce,
+            QoS::AtLeastOnce => Qos::AtLeastOnce,
+            QoS::ExactlyOnce => Qos::ExactlyOnce,
+        };
+        // The ack needs the header only: the payload moves on to the worker.
+        let header = Publish {
+            payload: bytes::Bytes::new(),
+            ..publish.clone()
+        };
+        let arrival = self.state.on_frame(
+            publish.topic,
+            publish.payload,
+            std::time::SystemTime::now(),
+            qos,
+            header,
+        );
+        if let Arrival::Dropped(job) = arrival {
+            self.drop_for_queue(job);
+        }
+    }
+
+    /// A QoS 0 frame that found the workers busy ends here, with a failure record.
+    fn drop_for_queue(&mut self, job: Job) {
+        let failure = Failure::new(
+            Some(&job.topic),
+            job.received_at,
+            job.payload.len(),
+            Stage::Queue,
+            format!(
+                "decode queue full ({} frames waiting, pipeline.queue_frames): QoS 0 frame dropped",
+                self.context.queue_frames()
+            ),
+        );
+        let outcome = self.context.failed(job.seq, failure);
+        self.on_done(outcome);
+    }
+
+    fn on_done(&mut self, done: Done) {
+        if done.report.is_ok() {
+            // Counted here, not by the worker: only now is its file known to be on disk.
+            self.metrics.ok.inc();
+        }
+        self.reports.insert(done.seq, done.report);
+        self.state.on_done(Outcome {
+            seq: done.seq,
+            record: done.record,
+        });
+    }
+
+    /// After each event: hand jobs to the workers, requests to the client, log finished frames.
+    fn step(&mut self) {
+        while let Some(job) = self.state.next_job() {
+            let Some(jobs) = &self.jobs else { break };
+            match jobs.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+                    if let Some(job) = self.state.queue_refused(job) {
+                        self.drop_for_queue(job);
+                    }
+                    break;
+                }
+            }
+        }
+        self.flush();
+        for seq in self.state.take_finished() {
+            if let Some(report) = self.reports.remove(&seq) {
+                report.log(seq);
+            }
+        }
+        let m = &self.metrics;
+        let queued = self.jobs.as_ref().map_or(0, Sender::len);
+        m.queue_depth.set(queued as i64);
+        m.backlog.set(self.state.backlog() as i64);
+        m.in_flight.set(self.state.in_flight() as i64);
+        let waiting = (queued + self.state.backlog()) as i64;
+        if waiting > m.waiting_peak.get() {
+            m.waiting_peak.set(waiting);
+        }
+    }
+
+    /// Makes the requests the client's channel takes, in order; the rest waits for the next round.
+    fn flush(&mut self) {
+        while let Some(request) = self.state.next_request() {
+            let refused = match request {
+                Request::Subscribe => self
+                    .client
+                    .try_subscribe_many(self.subscriptions.clone())
+                    .err()
+                    .map(|_| Request::Subscribe),
+                Request::Publish { seq, mut record } => {
+                    // rumqttc keeps this allocation as the publish payload: its address identifies the
+                    // record in the client's replay queue. Exact capacity keeps it from being moved.
+                    record.payload.shrink_to_fit();
+                    let handle = record.payload.as_ptr() as usize;
+                    match self.client.try_publish(
+                        record.topic.as_str(),
+                        self.record_qos,
+                        self.retain,
+                        record.payload.clone(),
+                    ) {
+                        Ok(()) => {
+                            self.state.record_handed(seq, handle);
+                            if self.record_qos == QoS::AtMostOnce {
+                                self.metrics.records_published.inc();
+                            }
+                            None
+                        }
+                        Err(ClientError::TryRequest(_)) => Some(Request::Publish { seq, record }),
+                        Err(e) => {
+                            // Only an invalid topic gets here: the record can never be sent.
+                            tracing::error!(topic = record.topic, error = %e, "cannot publish record");
+                            self.metrics.records_failed.inc();
+                            self.state.record_refused(seq);
+                            None
+                        }
+                    }
+                }
+                Request::Ack(publish) => match self.client.try_ack(&publish) {
+                    Ok(()) => {
+                        self.acked += 1;
+                        self.metrics.acked.inc();
+                        None
+                    }
+                    Err(_) => Some(Request::Ack(publish)),
+                },
+                Request::Disconnect => self
+                    .client
+                    .try_disconnect()
+                    .err()
+                    .map(|_| Request::Disconnect),
+            };
+            if let Some(request) = refused {
+                self.state.retry(request);
+                break;
+            }
+        }
+    }
+
+    fn warn_stall(&self) {
+        let (head, why) = self.state.head_of_line().unwrap_or((0, "unknown"));
+        tracing::warn!(
+            waiting = self.state.awaiting_ack(),
+            oldest = why,
+            "no frame acked for {} s: {} frames wait for their ack (the oldest: {why})",
+            STALL_WARNING.as_secs(),
+            self.state.awaiting_ack()
+        );
+        tracing::debug!(
+            head_seq = head,
+            in_flight = self.state.in_flight(),
+            backlog = self.state.backlog(),
+            outbox = self.state.outbox(),
+            "ack stall details"
+        );
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,453 @@
+//! The at-least-once rules as a plain state machine: events in, requests out, no I/O.
+//!
+//! [`Delivery`] owns the bookkeeping of every frame between its arrival and its PUBACK. It is fed what
+//! happened (a frame arrived, a worker finished one, a record went out or was acknowledged, the
+//! connection came or went, shutdown began) and answers with what must be done: jobs for the workers
+//! ([`Delivery::next_job`]) and requests for the MQTT client ([`Delivery::next_request`]). The driver
+//! ([`super::driver`]) performs them and reports back; this module never touches a client, a channel, a
+//! clock or a metric, so every rule below is unit-tested without a broker.
+//!
+//! Rules:
+//! 1. A frame is acked only once its outcome is durable: its worker reported it and its record (if any)
+//!    was acknowledged by the broker (or handed over, for QoS 0 records).
+//! 2. Acks go out in arrival order (MQTT §4.6), only on the connection the frame arrived on: a packet id
+//!    means nothing on a later connection, where the broker redelivers the frame anyway.
+//! 3. A record rumqttc dropped with a lost session is published again.
+//! 4. Frames go to the workers in arrival order. A QoS 1/2 frame that finds the workers' queue full
+//!    waits in the backlog; a QoS 0 frame that does is dropped (its failure record is the driver's job).
+//!    Once the backlog holds `backlog_frames`, intake pauses ([`Delivery::accepting`]).
+//! 5. Because of rule 4 the backlog always holds the *newest* frames: once it is non-empty every later
+//!    frame joins it. Draining relies on this: it abandons the backlog (never acked, so redelivered)
+//!    without holding back the ack of any older frame.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::mem;
+
+use bytes::Bytes;
+use std::time::SystemTime;
+
+use crate::config::Qos;
+use crate::daemon::workers::Job;
+
+/// A record ready to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordOut {
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// What the workers made of a frame, as far as delivery is concerned.
+#[derive(Debug)]
+pub struct Outcome {
+    pub seq: u64,
+    /// The record to publish; `None` when that kind of record is turned off.
+    pub record: Option<RecordOut>,
+}
+
+/// A request for the MQTT client, in the order it must be made.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request<A> {
+    /// (Re-)subscribe to the configured filters.
+    Subscribe,
+    /// Publish the record of frame `seq`; report [`Delivery::record_handed`] or
+    /// [`Delivery::record_refused`].
+    Publish {
+        seq: u64,
+        record: RecordOut,
+    },
+    /// Acknowledge a frame with the token it arrived with.
+    Ack(A),
+    Disconnect,
+}
+
+/// What became of a frame that arrived.
+#[derive(Debug)]
+pub enum Arrival {
+    /// Taken: it reaches the workers through [`Delivery::next_job`].
+    Accepted(u64),
+    /// A QoS 0 frame that found the workers busy: the driver ends it with a failure record.
+    Dropped(Job),
+    /// Shutdown has begun: not processed, not acked (the broker redelivers it unless it was QoS 0).
+    Refused,
+}
+
+/// The numbers the state machine is built with.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    /// Frames are acked by mqimg (persistent session); with a clean session the client acks itself.
+    pub manual_acks: bool,
+    /// QoS of published records: at 0 nothing confirms them, handing over is all there is.
+    pub record_qos: Qos,
+    /// Frames waiting in the backlog before intake pauses.
+    pub backlog_frames: usize,
+    /// There are subscriptions to make.
+    pub subscribe: bool,
+}
+
+/// One frame between arrival and the end of its life here.
+#[derive(Debug)]
+struct InFlight<A> {
+    /// Connection generation it arrived on; only acked on that same connection.
+    generation: u64,
+    /// The token for its PUBACK, while it still awaits one.
+    ack: Option<A>,
+    qos: Qos,
+    /// Kept until the broker acknowledges it: it is published again if the session is lost.
+    record: Option<RecordOut>,
+    /// The client's handle of the record payload last handed over (its replay-queue identity).
+    record_handle: Option<usize>,
+    /// Its outcome is durable: reported by its worker, record acknowledged (or none to wait for).
+    finished: bool,
+}
+
+/// The delivery state machine. `A` is the token a frame is acked with (rumqttc's publish header).
+#[derive(Debug)]
+pub struct Delivery<A> {
+    rules: Rules,
+    generation: u64,
+    connected: bool,
+    subscribed_once: bool,
+    next_seq: u64,
+    /// Every frame not yet finished and acked, by arrival order.
+    frames: BTreeMap<u64, InFlight<A>>,
+    /// Frames awaiting their PUBACK, in arrival order.
+    acks: VecDeque<u64>,
+    /// Frames not yet handed to the workers, oldest first (rule 5: always the newest frames).
+    backlog: VecDeque<Job>,
+    /// The workers' queue refused a job: hold the backlog until a worker reports progress.
+    queue_full: bool,
+    /// Records handed to the client, waiting for their packet id, in hand-over order.
+    unassigned: VecDeque<u64>,
+    /// Record packet id → frame.
+    awaiting_puback: HashMap<u16, u64>,
+    /// Handles of the records the client held for replay when the connection failed.
+    replay: HashSet<usize>,
+    outbox: VecDeque<Request<A>>,
+    /// Frames finished since the last [`Delivery::take_finished`].
+    finished: Vec<u64>,
+    draining: bool,
+    /// Frames given up on (received while draining, or abandoned in the backlog).
+    abandoned: u64,
+}
+
+impl<A> Delivery<A> {
+    pub fn new(rules: Rules) -> Self {
+        Self {
+            rules,
+            generation: 0,
+            connected: false,
+            subscribed_once: false,
+            next_seq: 0,
+            frames: BTreeMap::new(),
+            acks: VecDeque::new(),
+            backlog: VecDeque::new(),
+            queue_full: false,
+            unassigned: VecDeque::new(),
+            awaiting_puback: HashMap::new(),
+            replay: HashSet::new(),
+            outbox: VecDeque::new(),
+            finished: Vec::new(),
+            draining: false,
+            abandoned: 0,
+        }
+    }
+
+    /// A CONNACK: a new connection, a new generation of packet ids.
+    pub fn on_connected(&mut self, session_present: bool) {
+        self.generation += 1;
+        self.connected = true;
+        // Rule 2: frames of the old connection can no longer be acked.
+        for seq in mem::take(&mut self.acks) {
+            if let Some(frame) = self.frames.get_mut(&seq) {
+                frame.ack = None;
+                if frame.finished {
+                    self.frames.remove(&seq);
+                }
+            }
+        }
+        // The broker keeps subscriptions in a persistent session, but the first connection subscribes
+        // anyway: the config may have changed since the session was made.
+        if (!session_present || !self.subscribed_once) && self.rules.subscribe {
+            self.outbox.push_front(Request::Subscribe);
+        }
+        self.subscribed_once = true;
+        if !session_present {
+            self.republish_lost_records();
+        }
+        self.replay.clear();
+    }
+
+    /// Rule 3: without a session rumqttc dropped the records it held for replay, and the broker forgot
+    /// those awaiting their PUBACK.
+    fn republish_lost_records(&mut self) {
+        let replay = mem::take(&mut self.replay);
+        let frames = &self.frames;
+        let lost = |seq: &u64| {
+            frames
+                .get(seq)
+                .and_then(|f| f.record_handle)
+                .is_some_and(|handle| replay.contains(&handle))
+        };
+        let mut again: Vec<u64> = self.unassigned.iter().copied().filter(lost).collect();
+        self.unassigned.retain(|seq| !lost(seq));
+        again.extend(self.awaiting_puback.drain().map(|(_, seq)| seq));
+        again.sort_unstable();
+        for seq in again {
+            if let Some(record) = self.frames.get(&seq).and_then(|f| f.record.clone()) {
+                self.outbox.push_back(Request::Publish { seq, record });
+            }
+        }
+    }
+
+    /// The connection failed; `replay` holds the handles of the records the client kept to resend.
+    pub fn on_disconnected(&mut self, replay: HashSet<usize>) {
+        self.connected = false;
+        self.replay = replay;
+        // Rule 2: an ack queued now would reach the next connection with a stale packet id.
+        self.outbox.retain(|r| !matches!(r, Request::Ack(_)));
+    }
+
+    /// A frame arrived with `qos`; `ack` is what acknowledges it on this connection.
+    pub fn on_frame(
+        &mut self,
+        topic: String,
+        payload: Bytes,
+        received_at: SystemTime,
+        qos: Qos,
+        ack: A,
+    ) -> Arrival {
+        if self.draining {
+            self.abandoned += 1;
+            return Arrival::Refused;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let awaits_ack = self.rules.manual_acks && qos != Qos::AtMostOnce;
+        self.frames.insert(
+            seq,
+            InFlight {
+                generation: self.generation,
+                ack: awaits_ack.then_some(ack),
+                qos,
+                record: None,
+                record_handle: None,
+                finished: false,
+            },
+        );
+        if awaits_ack {
+            self.acks.push_back(seq);
+        }
+        let job = Job {
+            seq,
+            topic,
+            payload,
+            received_at,
+        };
+        // Rule 4: a QoS 0 frame never waits behind others.
+        if qos == Qos::AtMostOnce && (self.queue_full || !self.backlog.is_empty()) {
+            return Arrival::Dropped(job);
+        }
+        self.backlog.push_back(job);
+        Arrival::Accepted(seq)
+    }
+
+    /// The next frame to hand to the workers, in arrival order.
+    pub fn next_job(&mut self) -> Option<Job> {
+        if self.queue_full || self.draining {
+            return None;
+        }
+        self.backlog.pop_front()
+    }
+
+    /// The workers' queue had no room for `job` (from [`Delivery::next_job`]). A QoS 0 frame comes
+    /// back to be dropped; any other waits at the head of the backlog.
+    pub fn queue_refused(&mut self, job: Job) -> Option<Job> {
+        self.queue_full = true;
+        let qos = self.frames.get(&job.seq).map_or(Qos::AtMostOnce, |f| f.qos);
+        if qos == Qos::AtMostOnce {
+            return Some(job);
+        }
+        self.backlog.push_front(job);
+        None
+    }
+
+    /// A worker (or the driver, for a dropped frame) reports a frame's durable outcome.
+    pub fn on_done(&mut self, outcome: Outcome) {
+        // A worker made progress: its queue has room again.
+        self.queue_full = false;
+        let Some(frame) = self.frames.get_mut(&outcome.seq) else {
+            return;
+        };
+        match outcome.record {
+            Some(record) => {
+                frame.record = Some(record.clone());
+                self.outbox.push_back(Request::Publish {
+                    seq: outcome.seq,
+                    record,
+                });
+            }
+            None => self.finish(outcome.seq),
+        }
+    }
+
+    /// The client took the record of `seq` for publishing; `handle` identifies it in its replay queue.
+    pub fn record_handed(&mut self, seq: u64, handle: usize) {
+        if let Some(frame) = self.frames.get_mut(&seq) {
+            frame.record_handle = Some(handle);
+        }
+        if self.rules.record_qos == Qos::AtMostOnce {
+            self.finish(seq);
+        } else {
+            self.unassigned.push_back(seq);
+        }
+    }
+
+    /// The record of `seq` can never be published (an invalid topic): the frame is finished anyway,
+    /// or it would hold back every ack after it.
+    pub fn record_refused(&mut self, seq: u64) {
+        self.finish(seq);
+    }
+
+    /// A record publish went out with `pkid` (rumqttc reports them in hand-over order).
+    pub fn on_record_sent(&mut self, pkid: u16) -> Result<(), UnknownPublish> {
+        // Packet id 0 is a QoS 0 publish; one already awaiting its PUBACK is a retransmission.
+        if pkid == 0 || self.awaiting_puback.contains_key(&pkid) {
+            return Ok(());
+        }
+        let seq = self.unassigned.pop_front().ok_or(UnknownPublish(pkid))?;
+        self.awaiting_puback.insert(pkid, seq);
+        Ok(())
+    }
+
+    /// The broker acknowledged the record publish `pkid`. Returns whether it was one of ours.
+    pub fn on_record_acked(&mut self, pkid: u16) -> bool {
+        match self.awaiting_puback.remove(&pkid) {
+            Some(seq) => {
+                self.finish(seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Shutdown: no more jobs for the workers; the backlog is abandoned (rule 5). Returns how many
+    /// backlog frames were given up.
+    pub fn start_draining(&mut self) -> usize {
+        self.draining = true;
+        let dropped = mem::take(&mut self.backlog);
+        for job in &dropped {
+            self.frames.remove(&job.seq);
+        }
+        self.abandoned += dropped.len() as u64;
+        dropped.len()
+    }
+
+    /// The next request for the client. One it cannot take yet goes back with [`Delivery::retry`].
+    pub fn next_request(&mut self) -> Option<Request<A>> {
+        self.outbox.pop_front()
+    }
+
+    /// The client's channel was full: `request` is made again first, later.
+    pub fn retry(&mut self, request: Request<A>) {
+        self.outbox.push_front(request);
+    }
+
+    /// Frames finished since the last call, in the order they finished.
+    pub fn take_finished(&mut self) -> Vec<u64> {
+        mem::take(&mut self.finished)
+    }
+
+    /// Whether to take more events: not while the backlog is full (intake pause), except when
+    /// draining (new frames are then refused, not held).
+    pub fn accepting(&self) -> bool {
+        self.draining || self.backlog.len() < self.rules.backlog_frames
+    }
+
+    /// Nothing is left that could still finish.
+    pub fn drained(&self) -> bool {
+        self.outbox.is_empty() && self.frames.values().all(|f| f.finished)
+    }
+
+    /// Frames received and not yet finished and acked.
+    pub fn in_flight(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Frames waiting for a worker in the backlog.
+    pub fn backlog(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// Frames waiting for their PUBACK to be sent.
+    pub fn awaiting_ack(&self) -> usize {
+        self.acks.len()
+    }
+
+    /// Requests waiting for room in the client's channel.
+    pub fn outbox(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Frames that will end without an ack from this process: abandoned, or not finished yet.
+    pub fn unfinished(&self) -> u64 {
+        self.abandoned + self.frames.len() as u64
+    }
+
+    /// The oldest frame holding back acks, and why, for a stall diagnosis.
+    pub fn head_of_line(&self) -> Option<(u64, &'static str)> {
+        let seq = *self.acks.front()?;
+        let frame = self.frames.get(&seq)?;
+        let why = if !self.connected {
+            "not connected"
+        } else if !frame.finished && frame.record.is_none() {
+            "not processed yet"
+        } else if !frame.finished && frame.record_handle.is_none() {
+            "record not handed to the client yet"
+        } else if !frame.finished {
+            "record not acknowledged by the broker yet"
+        } else {
+            "finished"
+        };
+        Some((seq, why))
+    }
+
+    /// Rule 1: the frame's outcome is durable. Acks it and every finished frame after it, in order.
+    fn finish(&mut self, seq: u64) {
+        let Some(frame) = self.frames.get_mut(&seq) else {
+            return;
+        };
+        if frame.finished {
+            return;
+        }
+        frame.finished = true;
+        frame.record = None;
+        self.finished.push(seq);
+        if frame.ack.is_none() {
+            self.frames.remove(&seq);
+        }
+        self.release_acks();
+    }
+
+    /// Rule 2: acks finished frames from the head of the arrival order, on their own connection.
+    fn release_acks(&mut self) {
+        while let Some(&head) = self.acks.front() {
+            let Some(frame) = self.frames.get(&head) else {
+                break;
+            };
+            if !frame.finished || !self.connected || frame.generation != self.generation {
+                break;
+            }
+            self.acks.pop_front();
+            if let Some(frame) = self.frames.remove(&head)
+                && let Some(ack) = frame.ack
+            {
+                self.outbox.push_back(Request::Ack(ack));
+            }
+        }
+    }
+}
+
+/// A publish went out that mqimg did not hand over.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a publish went out with packet id {0} that mqimg did not send")]
+pub struct UnknownPublish(pub u16);
