@@ -2,8 +2,8 @@
 //!
 //! Files are read and wrapped once up front (off the reactor); the publishing loop only hands ready payloads
 //! to the MQTT client, paced by `--rate` when given. A spawned task owns the rumqttc `EventLoop`; for QoS 1
-//! and 2 the run ends only once the broker has acknowledged every message. Also home of the broker URL
-//! parsing the daemon shares ([`broker_address`]) and of the wrapping itself ([`wrap`]).
+//! and 2 the run ends only once the broker has acknowledged every message. Also home of the wrapping
+//! itself ([`wrap`]). `--broker` is parsed as the daemon's `broker.url` is ([`BrokerAddr`]).
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,6 +18,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::cli::{PublishArgs, PublishEncoding};
+use crate::config::BrokerAddr;
 
 /// Capacity of the `AsyncClient` → `EventLoop` request channel: how far publishing may run ahead of the
 /// socket beyond the in-flight window.
@@ -38,7 +39,7 @@ const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// Publishes every file `args.count` times, in turn (file 1, file 2, …, file 1, file 2, …).
 pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
-    let (host, port) = broker_address(&args.broker)?;
+    let broker: BrokerAddr = args.broker.parse()?;
     let qos = qos(args.qos)?;
     validate_topic(&args.topic)?;
     let period = match args.rate {
@@ -81,7 +82,7 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
         .client_id
         .clone()
         .unwrap_or_else(|| format!("mqimg-publish-{}", std::process::id()));
-    let mut options = MqttOptions::new(client_id, host, port);
+    let mut options = MqttOptions::new(client_id, broker.host(), broker.port());
     options
         .set_keep_alive(KEEP_ALIVE)
         .set_clean_session(true)
@@ -184,15 +185,6 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
         total as f64 / secs.max(f64::EPSILON)
     );
     Ok(())
-}
-
-/// Splits a broker URL into host and port as rumqttc takes them.
-///
-/// Accepts `mqtt://host:port`, `tcp://host:port` and bare `host:port`; the port defaults to 1883. IPv6
-/// literals are written in brackets (`mqtt://[::1]:1883`) and keep them in the returned host, since rumqttc
-/// joins host and port with a colon before resolving.
-pub fn broker_address(url: &str) -> anyhow::Result<(String, u16)> {
-    crate::config::parse_broker_url(url)
 }
 
 /// Wraps image bytes as `mqimg publish` sends them with `encoding`.
@@ -368,58 +360,6 @@ fn unix_millis() -> u64 {
 mod tests {
     use super::*;
 
-    fn address(url: &str) -> (String, u16) {
-        broker_address(url).expect("a valid broker URL")
-    }
-
-    fn address_error(url: &str) -> String {
-        format!(
-            "{:#}",
-            broker_address(url).expect_err("an invalid broker URL")
-        )
-    }
-
-    #[test]
-    fn broker_address_accepts_mqtt_tcp_and_bare_forms() {
-        assert_eq!(
-            address("mqtt://broker.lan:1884"),
-            ("broker.lan".into(), 1884)
-        );
-        assert_eq!(
-            address("MQTT://broker.lan:1884/"),
-            ("broker.lan".into(), 1884)
-        );
-        assert_eq!(address("tcp://10.0.0.2:1885"), ("10.0.0.2".into(), 1885));
-        assert_eq!(address("127.0.0.1:1886"), ("127.0.0.1".into(), 1886));
-    }
-
-    #[test]
-    fn broker_address_defaults_the_port_to_1883() {
-        assert_eq!(address("mqtt://broker.lan"), ("broker.lan".into(), 1883));
-        assert_eq!(address("broker.lan"), ("broker.lan".into(), 1883));
-    }
-
-    #[test]
-    fn broker_address_keeps_ipv6_brackets_for_rumqttc() {
-        assert_eq!(address("mqtt://[::1]:1884"), ("[::1]".into(), 1884));
-        assert_eq!(address("[fe80::1]"), ("[fe80::1]".into(), 1883));
-    }
-
-    #[test]
-    fn broker_address_rejects_other_schemes_and_malformed_urls() {
-        assert!(address_error("mqtts://broker:8883").contains("unsupported scheme `mqtts`"));
-        assert!(address_error("ws://broker/mqtt").contains("unsupported scheme `ws`"));
-        assert!(address_error("mqtt://user@broker").contains("`@`"));
-        assert!(address_error("mqtt://broker/path").contains("`/`"));
-        assert!(address_error("mqtt://broker:0").contains("invalid port `0`"));
-        assert!(address_error("mqtt://broker:70000").contains("invalid port `70000`"));
-        assert!(address_error("mqtt://broker:").contains("invalid port ``"));
-        assert!(address_error("mqtt://:1883").contains("no host"));
-        assert!(address_error("::1").contains("brackets"));
-        assert!(address_error("[::1").contains("unclosed"));
-        assert!(address_error("[::1]1883").contains("expected `:port`"));
-    }
-
     #[test]
     fn wrap_raw_is_the_bytes_themselves() {
         assert_eq!(
@@ -500,6 +440,22 @@ mod tests {
                 .await
                 .contains("cannot read /nonexistent/frame.jpg")
         );
+    }
+
+    #[tokio::test]
+    async fn the_broker_url_is_parsed_as_the_daemon_parses_it() {
+        let args = PublishArgs {
+            broker: String::from("mqtts://127.0.0.1:8883"),
+            topic: String::from("cams/door"),
+            encoding: PublishEncoding::Base64,
+            qos: 1,
+            count: 1,
+            rate: None,
+            client_id: None,
+            files: vec![std::path::PathBuf::from("/nonexistent/frame.jpg")],
+        };
+        let error = format!("{:#}", run(&args).await.expect_err("an unsupported scheme"));
+        assert!(error.contains("unsupported scheme `mqtts`"), "{error}");
     }
 
     #[test]

@@ -52,18 +52,16 @@ impl App {
         if settings.subscriptions.is_empty() {
             tracing::warn!("no [[subscriptions]] configured: mqimg will receive nothing");
         }
-        let metrics_listener = if settings.metrics.listen.is_empty() {
-            None
-        } else {
-            let listener = crate::ops::http::bind(&settings.metrics.listen).with_context(|| {
-                format!(
-                    "cannot listen on metrics.listen {} (MQIMG__METRICS__LISTEN)",
-                    settings.metrics.listen
-                )
-            })?;
-            Some(listener)
-        };
-        let (client, eventloop) = mqtt::connect(&settings)?;
+        let metrics_listener = settings
+            .metrics
+            .listen
+            .map(|addr| {
+                crate::ops::http::bind(addr).with_context(|| {
+                    format!("cannot listen on metrics.listen {addr} (MQIMG__METRICS__LISTEN)")
+                })
+            })
+            .transpose()?;
+        let (client, eventloop) = mqtt::connect(&settings);
         Ok(Self {
             settings,
             metrics_listener,
@@ -148,9 +146,9 @@ impl App {
                 .iter()
                 .map(|s| s.topic.clone())
                 .collect(),
-            url: settings.broker.url.clone(),
-            backoff_min: Duration::from_millis(settings.broker.reconnect_min_ms),
-            backoff_max: Duration::from_millis(settings.broker.reconnect_max_ms),
+            url: settings.broker.url.to_string(),
+            backoff_min: settings.broker.reconnect_min,
+            backoff_max: settings.broker.reconnect_max,
             shutdown: stop.clone(),
         };
         let mut poll_task = tokio::spawn(poller.run());
@@ -164,13 +162,12 @@ impl App {
                 Arc::clone(&health),
             ))
         });
-        let summary_task = (settings.log.summary_secs > 0).then(|| {
+        let summary_task = settings.log.summary_interval.map(|every| {
             let metrics = Arc::clone(&metrics);
-            let every = Duration::from_secs(settings.log.summary_secs);
             tokio::spawn(async move { metrics.log_summaries(every).await })
         });
         let delivery = Driver::new(&settings, client, jobs, context, Arc::clone(&metrics));
-        let grace = Duration::from_secs(settings.pipeline.shutdown_grace_secs);
+        let grace = settings.pipeline.shutdown_grace;
         let stop_on_signal = stop.clone();
         let signal_task = tokio::spawn(async move {
             shutdown.await;

@@ -15,7 +15,7 @@ use rumqttc::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, Settings};
+use crate::config::Settings;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 
@@ -41,12 +41,15 @@ const REQUEST_QUEUE: usize = 256;
 const RECORDS_IN_FLIGHT: u16 = 100;
 
 /// The client and its event loop, configured from `settings` (not connected yet: polling connects).
-pub fn connect(settings: &Settings) -> Result<(AsyncClient, EventLoop), ConfigError> {
+pub fn connect(settings: &Settings) -> (AsyncClient, EventLoop) {
     let broker = &settings.broker;
-    let (host, port) = broker.address()?;
-    let mut options = MqttOptions::new(broker.client_id.clone(), host, port);
+    let mut options = MqttOptions::new(
+        broker.client_id.clone(),
+        broker.url.host(),
+        broker.url.port(),
+    );
     options
-        .set_keep_alive(broker.keep_alive())
+        .set_keep_alive(broker.keep_alive)
         .set_clean_session(broker.clean_session)
         // rumqttc's 10 KiB default would refuse every real frame and drop the connection.
         .set_max_packet_size(broker.max_packet_bytes, broker.max_packet_bytes)
@@ -62,7 +65,7 @@ pub fn connect(settings: &Settings) -> Result<(AsyncClient, EventLoop), ConfigEr
     let mut network = eventloop.network_options();
     network.set_tcp_nodelay(true);
     eventloop.set_network_options(network);
-    Ok((client, eventloop))
+    (client, eventloop)
 }
 
 /// rumqttc's name for a QoS level.

@@ -21,7 +21,7 @@ struct Shared {
 }
 
 /// Binds `addr` now (before the runtime runs), so a taken port fails at startup rather than later.
-pub fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     Ok(listener)

@@ -6,8 +6,13 @@ use std::process::{Command, Output, Stdio};
 use crate::support::{fixture, fixture_path};
 
 fn mqimg(args: &[&str]) -> Output {
+    mqimg_with_env(args, &[])
+}
+
+fn mqimg_with_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mqimg"))
         .args(args)
+        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("running mqimg")
@@ -197,6 +202,58 @@ fn check_config_validates_and_masks_passwords() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("keep_alive") && stderr.contains("MQIMG__BROKER__KEEP_ALIVE"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_config_applies_the_environment_including_subscriptions() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("empty.toml");
+    std::fs::write(&path, "").expect("write");
+    let path = path.to_str().expect("utf-8");
+    let out = mqimg_with_env(
+        &["check-config", "-c", path],
+        &[
+            ("MQIMG__SUBSCRIPTIONS__0__TOPIC", "cams/+/jpeg"),
+            ("MQIMG__SUBSCRIPTIONS__0__QOS", "0"),
+            ("MQIMG__SUBSCRIPTIONS__0__ENCODING", "base64"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "[[subscriptions]]\ntopic = \"cams/+/jpeg\"\nqos = 0\nencoding = \"base64\"\n"
+        ),
+        "{stdout}"
+    );
+
+    // `verbose` would otherwise be taken for a target name and silence every log line.
+    let out = mqimg_with_env(
+        &["check-config", "-c", path],
+        &[("MQIMG__LOG__LEVEL", "verbose")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("log.level (MQIMG__LOG__LEVEL)")
+            && stderr.contains("error, warn, info, debug, trace, off"),
+        "{stderr}"
+    );
+
+    let out = mqimg_with_env(
+        &["check-config", "-c", path],
+        &[("MQIMG__BROKER__URLL", "mqtt://broker")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown key broker.urll (MQIMG__BROKER__URLL): did you mean url?"),
         "{stderr}"
     );
 }

@@ -59,8 +59,8 @@ fn report(what: &str, counts: &BTreeMap<u64, u32>, frames: u64) {
 /// A QoS 1 publisher with a persistent session that keeps going through broker restarts: rumqttc
 /// replays what was not acknowledged when the session resumes.
 async fn resilient_publisher(url: String, frames: u64) {
-    let (host, port) = mqimg::cli::publish::broker_address(&url).expect("a broker URL");
-    let mut options = MqttOptions::new("mqimg-it-resilient-pub", host, port);
+    let broker: mqimg::config::BrokerAddr = url.parse().expect("a broker URL");
+    let mut options = MqttOptions::new("mqimg-it-resilient-pub", broker.host(), broker.port());
     options
         .set_clean_session(false)
         .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)

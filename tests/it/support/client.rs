@@ -274,8 +274,8 @@ pub async fn publish_once(url: &str, topic: &str, payload: impl Into<Vec<u8>>, q
 
 /// rumqttc options for a test client of the broker at `url`, with room for big frames.
 fn mqtt_options(url: &str, client_id: String) -> MqttOptions {
-    let (host, port) = mqimg::cli::publish::broker_address(url).expect("a valid broker URL");
-    let mut options = MqttOptions::new(client_id, host, port);
+    let broker: mqimg::config::BrokerAddr = url.parse().expect("a valid broker URL");
+    let mut options = MqttOptions::new(client_id, broker.host(), broker.port());
     options
         .set_keep_alive(Duration::from_secs(30))
         .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);

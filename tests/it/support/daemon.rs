@@ -24,12 +24,12 @@ const READY_TIMEOUT_SECS: u64 = 15;
 /// Settings for a daemon on `url` subscribed to `filters` (QoS 1), records on, frames stored in `dir`.
 pub fn settings(url: &str, filters: &[&str], dir: &Path) -> Settings {
     let mut settings = Settings::default();
-    settings.broker.url = url.to_owned();
+    settings.broker.url = url.parse().expect("a broker URL");
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     settings.broker.client_id = format!("mqimg-it-daemon-{}-{n}", std::process::id());
-    settings.broker.reconnect_min_ms = 50;
-    settings.broker.reconnect_max_ms = 500;
+    settings.broker.reconnect_min = Duration::from_millis(50);
+    settings.broker.reconnect_max = Duration::from_millis(500);
     settings.subscriptions = filters
         .iter()
         .map(|f| Subscription {
@@ -41,9 +41,9 @@ pub fn settings(url: &str, filters: &[&str], dir: &Path) -> Settings {
         .collect();
     settings.output.dir = Some(dir.to_owned());
     settings.decode.workers = 2;
-    settings.log.summary_secs = 0;
+    settings.log.summary_interval = None;
     // Port 0: tests run in parallel, each daemon gets its own endpoint.
-    settings.metrics.listen = "127.0.0.1:0".into();
+    settings.metrics.listen = Some((std::net::Ipv4Addr::LOCALHOST, 0).into());
     settings
 }
 

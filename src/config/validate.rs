@@ -1,0 +1,147 @@
+//! Checks the types cannot express: ranges, and values that only make sense together. Runs once after
+//! loading, and again in `App::build` for settings built in code.
+
+use super::{ConfigError, Settings};
+use crate::frame::topic;
+
+/// MQTT's largest packet: the remaining-length field holds at most 268,435,455.
+const MQTT_MAX_PACKET: usize = 268_435_455;
+/// Room above `decode.max_payload_bytes` for the topic and headers of the packet carrying it.
+const PACKET_OVERHEAD: usize = 64 * 1024;
+
+impl Settings {
+    /// Checks what the types cannot: ranges, and values that only make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_broker()?;
+        self.validate_subscriptions()?;
+        self.validate_output()?;
+        let d = &self.decode;
+        for (key, value) in [
+            ("decode.max_payload_bytes", d.max_payload_bytes as u64),
+            ("decode.max_width", u64::from(d.max_width)),
+            ("decode.max_height", u64::from(d.max_height)),
+            ("decode.max_pixels", d.max_pixels),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        if self.pipeline.queue_frames == 0 {
+            return Err(ConfigError::invalid(
+                "pipeline.queue_frames",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_broker(&self) -> Result<(), ConfigError> {
+        let b = &self.broker;
+        if b.client_id.is_empty() && !b.clean_session {
+            return Err(ConfigError::invalid(
+                "broker.client_id",
+                "must not be empty when broker.clean_session = false (the broker keeps the session under this id)",
+            ));
+        }
+        if b.client_id.chars().count() > 23 {
+            tracing::debug!("client id longer than 23 characters: some brokers refuse it");
+        }
+        // rumqttc panics on a keep-alive below one second; MQTT carries it in 16 bits.
+        let keep_alive = b.keep_alive.as_secs();
+        if keep_alive < 1 || keep_alive > u64::from(u16::MAX) {
+            return Err(ConfigError::invalid(
+                "broker.keep_alive_secs",
+                format!("{keep_alive} is outside 1..=65535"),
+            ));
+        }
+        if b.password.is_some() && b.username.is_none() {
+            return Err(ConfigError::invalid(
+                "broker.password",
+                "is set without broker.username",
+            ));
+        }
+        if b.reconnect_min.is_zero() || b.reconnect_min > b.reconnect_max {
+            return Err(ConfigError::invalid(
+                "broker.reconnect_min_ms",
+                format!(
+                    "{} must be at least 1 and at most broker.reconnect_max_ms ({})",
+                    b.reconnect_min.as_millis(),
+                    b.reconnect_max.as_millis()
+                ),
+            ));
+        }
+        // The client's packet limit must sit above the payload limit: an incoming packet over the
+        // client's limit drops the connection, and under a persistent session the broker redelivers it
+        // on every reconnect, forever. A payload between the two gets a clean `limits` failure instead.
+        let max_payload = self.decode.max_payload_bytes;
+        if b.max_packet_bytes < max_payload.saturating_add(PACKET_OVERHEAD) {
+            return Err(ConfigError::invalid(
+                "broker.max_packet_bytes",
+                format!(
+                    "{} must exceed decode.max_payload_bytes ({max_payload}) by at least 64 KiB (topic and headers), \
+                     or an oversized frame would drop the connection instead of failing cleanly",
+                    b.max_packet_bytes
+                ),
+            ));
+        }
+        if b.max_packet_bytes > MQTT_MAX_PACKET {
+            return Err(ConfigError::invalid(
+                "broker.max_packet_bytes",
+                format!(
+                    "{} exceeds MQTT's maximum packet size ({MQTT_MAX_PACKET})",
+                    b.max_packet_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_subscriptions(&self) -> Result<(), ConfigError> {
+        for (i, s) in self.subscriptions.iter().enumerate() {
+            let key = |k: &str| format!("subscriptions[{i}].{k}");
+            topic::validate_filter(&s.topic).map_err(|p| ConfigError::invalid(&key("topic"), p))?;
+            for template in [&self.output.results_topic, &self.output.errors_topic] {
+                if let Some(record_topic) = topic::render(template, "x") {
+                    if topic::matches(&s.topic, &record_topic) {
+                        return Err(ConfigError::invalid(
+                            &key("topic"),
+                            format!(
+                                "{:?} also matches the record topic {template:?}: mqimg would consume its own records",
+                                s.topic
+                            ),
+                        ));
+                    }
+                }
+            }
+            if s.json_field.as_deref() == Some("") {
+                return Err(ConfigError::invalid(
+                    &key("json_field"),
+                    "must not be empty (leave it unset to probe the usual names)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_output(&self) -> Result<(), ConfigError> {
+        let o = &self.output;
+        for (key, template) in [
+            ("output.results_topic", &o.results_topic),
+            ("output.errors_topic", &o.errors_topic),
+        ] {
+            if template.contains(['+', '#']) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{template:?} contains a wildcard; records need a plain topic"),
+                ));
+            }
+        }
+        if o.max_record_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "output.max_record_bytes",
+                format!("{} is below 1024", o.max_record_bytes),
+            ));
+        }
+        Ok(())
+    }
+}
