@@ -1,28 +1,12 @@
 //! mqimg turns camera frames arriving over MQTT into validated RGB images, stored files and JSON records.
 //!
-//! Data flow:
-//!
-//! ```text
-//! broker → mqtt (EventLoop) ─bounded→ delivery ─bounded→ workers×N (payload → decode → file)
-//!                                        ↑ ←──bounded── outcomes ───────┘
-//!                                        └→ records (QoS 1) → broker PUBACK → frame PUBACK, in arrival order
-//! ```
-//!
-//! Layout:
-//! - [`payload`]: raw / base64 / data URI / JSON envelope → image bytes (pure).
-//! - [`decode`]: image bytes → RGB8 under limits checked before allocation (pure, CPU-bound).
-//! - [`frame`]: one payload → decoded frame + record; shared by `mqimg decode` and the daemon's workers.
-//! - [`record`]: the JSON success/failure records, the product's contract.
-//! - [`config`]: typed settings, TOML file + `MQIMG__SECTION__KEY` environment, validation.
-//! - [`cli`]: subcommands and flags; [`commands`]: the one-shot ones (`decode`, `check-config`, …).
-//! - [`topic`]: topic filters, matching, record topic templates.
-//! - [`output`]: frame files (`original`, `png`, `ppm`) written atomically, named safely.
-//! - [`mqtt`]: client options and the poll task that owns rumqttc's event loop.
-//! - [`delivery`]: at-least-once bookkeeping: frames to workers, records out, acks in order.
-//! - [`pipeline`]: the decode workers (OS threads) and the bounded decode queue.
-//! - [`app`]: wiring; [`metrics`]: counters and the summary line; [`http`]: `/metrics`, `/healthz`,
-//!   `/readyz`; [`telemetry`]: logging.
-//! - [`publish`]: `mqimg publish`, a camera-like publisher for trials and benchmarks.
+//! How a frame moves, the module layers and the invariants are in `ARCHITECTURE.md` (the one diagram).
+//! The modules, lowest layer first; each uses only the ones before it:
+//! - [`frame`]: pure frame processing: payload detection, decoding under limits, records, topics.
+//! - [`config`]: settings from a TOML file and `MQIMG__…` environment variables, parsed once into types.
+//! - [`ops`]: what operators watch: metrics, readiness, the HTTP endpoint, logs.
+//! - [`daemon`]: the MQTT connection, at-least-once delivery, decode workers, frame files.
+//! - [`cli`]: subcommands, including the one-shot `decode` and the `publish` camera emulator.
 
 pub mod cli;
 pub mod config;

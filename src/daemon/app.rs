@@ -1,11 +1,6 @@
 //! The daemon's wiring: build everything that can fail first ([`App::build`]), then run until the
-//! shutdown future resolves ([`App::run`]).
-//!
-//! ```text
-//! broker → mqtt::Poller ─events (EVENTS_QUEUE)→ Delivery ─jobs (pipeline.queue_frames)→ workers×N
-//!                                                  ↑ ←──────── outcomes (bounded) ────────┘
-//!                                                  └→ records + acks → client → broker
-//! ```
+//! shutdown future resolves ([`App::run`]). The tasks it starts and the channels between them are
+//! drawn in ARCHITECTURE.md.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,10 +1,6 @@
 //! Decode workers: OS threads (never the async reactor) that turn a received frame into a stored file
 //! and a serialized record. The one place that states the decode queue's bound.
 //!
-//! ```text
-//! delivery ─Job (pipeline.queue_frames)→ worker×N ─Done→ syncer ─Done→ delivery
-//! ```
-//!
 //! Workers write frame files without waiting for the disk; the syncer thread makes a whole batch of
 //! them durable with one `syncfs` (group commit) before their outcomes may be acked.
 

@@ -10,9 +10,15 @@ use crate::config::{Log, LogFormat};
 
 /// Installs the global subscriber. Later calls (tests) are ignored.
 pub fn init(log: &Log) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // log.level was validated with the config; RUST_LOG was not, so a bad one is reported, not obeyed.
+    let (filter, bad_rust_log) = match EnvFilter::try_from_default_env() {
+        Ok(filter) => (filter, None),
+        Err(error) => {
+            let set = std::env::var_os(EnvFilter::DEFAULT_ENV).is_some();
+            let filter = EnvFilter::try_new(&log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+            (filter, set.then(|| error.to_string()))
+        }
+    };
     let _ = match log.format {
         LogFormat::Text => tracing_subscriber::registry()
             .with(filter)
@@ -33,4 +39,7 @@ pub fn init(log: &Log) {
             .finish()
             .try_init(),
     };
+    if let Some(error) = bad_rust_log {
+        tracing::warn!(%error, "RUST_LOG is not a valid filter: using log.level instead");
+    }
 }
