@@ -14,7 +14,7 @@
 //! - [`frame`]: one payload → decoded frame + record; shared by `mqimg decode` and the daemon's workers.
 //! - [`record`]: the JSON success/failure records, the product's contract.
 //! - [`config`]: typed settings, TOML file + `MQIMG__SECTION__KEY` environment, validation.
-//! - [`cli`]: subcommands and flags; [`commands`]: the one-shot ones (`decode`, `check-config`, …).
+//! - [`cli`]: subcommands and flags, and the one-shot ones (`decode`, `check-config`, `publish`, …).
 //! - [`topic`]: topic filters, matching, record topic templates.
 //! - [`output`]: frame files (`original`, `png`, `ppm`) written atomically, named safely.
 //! - [`mqtt`]: client options and the poll task that owns rumqttc's event loop.

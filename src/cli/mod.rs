@@ -1,6 +1,8 @@
-//! Command-line interface: subcommands and flags. Parsing only; the work lives in the library.
+//! Command-line interface: subcommands and flags (here), and one module per one-shot subcommand
+//! ([`decode`], [`check_config`], [`publish`]); `mqimg run` is the daemon's.
 
-pub mod commands;
+pub mod check_config;
+pub mod decode;
 pub mod publish;
 
 use std::path::PathBuf;
@@ -8,6 +10,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::frame::payload::Encoding;
+
+/// Exit status when the input was rejected (its failure record is on stdout).
+pub const EXIT_REJECTED: u8 = 1;
+/// Exit status for usage and I/O errors (clap's convention).
+pub const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
