@@ -18,6 +18,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::cli::{PublishArgs, PublishEncoding};
+use crate::frame::decode::Format;
 
 /// Capacity of the `AsyncClient` → `EventLoop` request channel: how far publishing may run ahead of the
 /// socket beyond the in-flight window.
@@ -33,8 +34,6 @@ const MAX_INCOMING_PACKET: usize = 64 * 1024;
 const MQTT_MAX_PACKET: usize = 268_435_455;
 /// Room for the fixed header, topic length and packet id on top of topic and payload.
 const PUBLISH_HEADER_BYTES: usize = 16;
-
-const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// Publishes every file `args.count` times, in turn (file 1, file 2, …, file 1, file 2, …).
 pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
@@ -340,7 +339,7 @@ fn validate_topic(topic: &str) -> anyhow::Result<()> {
 }
 
 fn data_uri(bytes: &[u8]) -> Vec<u8> {
-    let mime = if bytes.starts_with(PNG_MAGIC) {
+    let mime = if Format::sniff(bytes) == Some(Format::Png) {
         "image/png"
     } else {
         "image/jpeg"

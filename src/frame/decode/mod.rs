@@ -20,6 +20,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageError};
 use serde::Serialize;
 
+use crate::frame::hex_head;
 use limits::{check_limits, image_limits};
 
 /// Size limits checked from the image header before pixels are allocated. A limit of N allows N.
@@ -49,6 +50,11 @@ impl Default for Limits {
     }
 }
 
+/// The first bytes of every JPEG: the start-of-image marker and the `ff` of the next one.
+pub const JPEG_MAGIC: [u8; 3] = [0xff, 0xd8, 0xff];
+/// The PNG file signature.
+pub const PNG_MAGIC: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+
 /// The container format of the image bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,6 +64,17 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format whose magic bytes `bytes` starts with.
+    pub fn sniff(bytes: &[u8]) -> Option<Format> {
+        if bytes.starts_with(&JPEG_MAGIC) {
+            Some(Format::Jpeg)
+        } else if bytes.starts_with(&PNG_MAGIC) {
+            Some(Format::Png)
+        } else {
+            None
+        }
+    }
+
     /// The usual file extension, without the dot.
     pub fn extension(self) -> &'static str {
         match self {
@@ -191,34 +208,18 @@ fn tidy(cause: &ImageError) -> String {
 /// pixel buffer exists. With [`Limits::apply_orientation`] the EXIF orientation is applied (the reported
 /// [`Decoded::orientation`] is the tag either way).
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
-    match sniff(bytes)? {
-        Format::Jpeg => jpeg::decode(bytes, limits),
-        Format::Png => png::decode(bytes, limits),
+    match Format::sniff(bytes) {
+        Some(Format::Jpeg) => jpeg::decode(bytes, limits),
+        Some(Format::Png) => png::decode(bytes, limits),
+        None if bytes.is_empty() => Err(DecodeError::Empty),
+        None => Err(DecodeError::UnknownFormat {
+            head: hex_head(bytes, HEAD_BYTES),
+        }),
     }
 }
-
-const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
 
 /// Bytes of the input shown in [`DecodeError::UnknownFormat`].
 const HEAD_BYTES: usize = 8;
-
-fn sniff(bytes: &[u8]) -> Result<Format, DecodeError> {
-    if bytes.is_empty() {
-        Err(DecodeError::Empty)
-    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
-        Ok(Format::Jpeg)
-    } else if bytes.starts_with(&PNG_SIGNATURE) {
-        Ok(Format::Png)
-    } else {
-        let head = bytes
-            .iter()
-            .take(HEAD_BYTES)
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        Err(DecodeError::UnknownFormat { head })
-    }
-}
 
 /// Decodes the pixels under limits, converts them to RGB8 and orients them.
 fn pixels(

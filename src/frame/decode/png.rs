@@ -40,7 +40,7 @@ mod tests {
     use image::codecs::png::PngEncoder;
 
     use crate::frame::decode::tests::{err, fixture, limits, ok};
-    use crate::frame::decode::{DecodeError, Format, Limit, PNG_SIGNATURE, decode};
+    use crate::frame::decode::{DecodeError, Format, Limit, PNG_MAGIC, decode};
 
     #[test]
     fn png_limits_are_checked_from_ihdr() {
@@ -154,7 +154,7 @@ mod tests {
         zlib.extend_from_slice(&raw);
         zlib.extend_from_slice(&(b << 16 | a).to_be_bytes());
 
-        let mut out = PNG_SIGNATURE.to_vec();
+        let mut out = PNG_MAGIC.to_vec();
         let mut ihdr = width.to_be_bytes().to_vec();
         ihdr.extend_from_slice(&1u32.to_be_bytes());
         ihdr.extend_from_slice(&[8, 3, 0, 0, 0]);

@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use self::base64::{Base64Fail, base64_at, decode_base64};
 use self::data_uri::{data_uri, is_data_uri};
 use self::envelope::envelope;
+use crate::frame::decode::Format;
+use crate::frame::hex_head;
 
 /// How a payload is to be read: `auto` detects, the others force one form.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -195,11 +197,9 @@ impl fmt::Display for Found {
     }
 }
 
-const JPEG_MAGIC: &[u8] = &[0xFF, 0xD8, 0xFF];
-const PNG_MAGIC: &[u8] = &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
 /// Longest excerpt of payload text quoted in a message, in characters.
 const EXCERPT_CHARS: usize = 40;
-/// How many leading bytes an unrecognized payload shows in hex.
+/// How many leading bytes an unrecognized payload shows in hex (then `…` if there are more).
 const HEAD_BYTES: usize = 16;
 /// In `auto`, text that stops being base64 within this many data characters never was base64.
 const BASE64_EVIDENCE_CHARS: usize = 16;
@@ -221,10 +221,7 @@ pub fn detect<'a>(
     if bytes.is_empty() {
         return Err(PayloadError::Empty);
     }
-    if encoding == Encoding::Raw
-        || (encoding == Encoding::Auto
-            && (bytes.starts_with(JPEG_MAGIC) || bytes.starts_with(PNG_MAGIC)))
-    {
+    if encoding == Encoding::Raw || (encoding == Encoding::Auto && Format::sniff(bytes).is_some()) {
         return Ok(Payload::new(Cow::Borrowed(bytes), Detected::Raw));
     }
     let start = bytes
@@ -266,7 +263,8 @@ pub fn detect<'a>(
                 Err(if never_base64 {
                     PayloadError::Unrecognized {
                         len: bytes.len(),
-                        head: hex_head(bytes),
+                        head: hex_head(bytes, HEAD_BYTES)
+                            + if bytes.len() > HEAD_BYTES { " …" } else { "" },
                         base64: Box::new(error),
                     }
                 } else {
@@ -315,17 +313,4 @@ fn excerpt(bytes: &[u8]) -> String {
         out.push('…');
     }
     out
-}
-
-/// The first [`HEAD_BYTES`] bytes in hex, `…` when there are more.
-fn hex_head(bytes: &[u8]) -> String {
-    let mut hex = bytes[..bytes.len().min(HEAD_BYTES)]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    if bytes.len() > HEAD_BYTES {
-        hex.push_str(" …");
-    }
-    hex
 }
