@@ -17,8 +17,9 @@ use rumqttc::{
 use tokio::sync::{oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
-use crate::cli::{PublishArgs, PublishEncoding};
+use crate::cli::PublishArgs;
 use crate::frame::decode::Format;
+use crate::frame::payload::Detected;
 
 /// Capacity of the `AsyncClient` → `EventLoop` request channel: how far publishing may run ahead of the
 /// socket beyond the in-flight window.
@@ -199,12 +200,12 @@ pub fn broker_address(url: &str) -> anyhow::Result<(String, u16)> {
 /// `base64` is the standard padded alphabet; `data-uri` is `data:image/png;base64,…` for PNG bytes and
 /// `data:image/jpeg;base64,…` otherwise; `json` is `{"camera":topic,"ts":unix ms,"seq":seq,"image":base64}`
 /// stamped with the current time.
-pub fn wrap(bytes: &[u8], encoding: PublishEncoding, topic: &str, seq: u64) -> Vec<u8> {
+pub fn wrap(bytes: &[u8], encoding: Detected, topic: &str, seq: u64) -> Vec<u8> {
     match encoding {
-        PublishEncoding::Raw => bytes.to_vec(),
-        PublishEncoding::Base64 => STANDARD.encode(bytes).into_bytes(),
-        PublishEncoding::DataUri => data_uri(bytes),
-        PublishEncoding::Json => json_envelope(topic, unix_millis(), seq, &STANDARD.encode(bytes)),
+        Detected::Raw => bytes.to_vec(),
+        Detected::Base64 => STANDARD.encode(bytes).into_bytes(),
+        Detected::DataUri => data_uri(bytes),
+        Detected::Json => json_envelope(topic, unix_millis(), seq, &STANDARD.encode(bytes)),
     }
 }
 
@@ -217,12 +218,12 @@ enum Body {
 }
 
 impl Body {
-    fn prepare(bytes: Vec<u8>, encoding: PublishEncoding, topic: &str) -> Body {
+    fn prepare(bytes: Vec<u8>, encoding: Detected, topic: &str) -> Body {
         match encoding {
-            PublishEncoding::Json => Body::Json {
+            Detected::Json => Body::Json {
                 image_base64: STANDARD.encode(&bytes),
             },
-            PublishEncoding::Raw => Body::Ready(Publish::new(topic, QoS::AtMostOnce, bytes)),
+            Detected::Raw => Body::Ready(Publish::new(topic, QoS::AtMostOnce, bytes)),
             other => Body::Ready(Publish::new(
                 topic,
                 QoS::AtMostOnce,
@@ -245,7 +246,7 @@ impl Body {
 /// Reads and wraps every file on a blocking thread: file I/O and base64 are no work for the reactor.
 async fn prepare_all(
     files: Vec<std::path::PathBuf>,
-    encoding: PublishEncoding,
+    encoding: Detected,
     topic: String,
 ) -> anyhow::Result<Vec<Body>> {
     tokio::task::spawn_blocking(move || {
@@ -421,32 +422,26 @@ mod tests {
 
     #[test]
     fn wrap_raw_is_the_bytes_themselves() {
-        assert_eq!(
-            wrap(b"\xff\xd8abc", PublishEncoding::Raw, "t", 0),
-            b"\xff\xd8abc"
-        );
+        assert_eq!(wrap(b"\xff\xd8abc", Detected::Raw, "t", 0), b"\xff\xd8abc");
     }
 
     #[test]
     fn wrap_base64_uses_the_padded_standard_alphabet() {
-        assert_eq!(
-            wrap(&[0xfb, 0xff], PublishEncoding::Base64, "t", 0),
-            b"+/8="
-        );
+        assert_eq!(wrap(&[0xfb, 0xff], Detected::Base64, "t", 0), b"+/8=");
     }
 
     #[test]
     fn wrap_data_uri_names_png_or_jpeg_from_the_magic_bytes() {
-        let png = wrap(b"\x89PNG\r\n\x1a\n", PublishEncoding::DataUri, "t", 0);
+        let png = wrap(b"\x89PNG\r\n\x1a\n", Detected::DataUri, "t", 0);
         assert_eq!(png, b"data:image/png;base64,iVBORw0KGgo=");
-        let jpeg = wrap(b"\xff\xd8\xff", PublishEncoding::DataUri, "t", 0);
+        let jpeg = wrap(b"\xff\xd8\xff", Detected::DataUri, "t", 0);
         assert_eq!(jpeg, b"data:image/jpeg;base64,/9j/");
     }
 
     #[test]
     fn wrap_json_carries_camera_ts_seq_and_image() {
         let before = unix_millis();
-        let bytes = wrap(b"\xff\xd8\xff", PublishEncoding::Json, "cams/\"door\"", 7);
+        let bytes = wrap(b"\xff\xd8\xff", Detected::Json, "cams/\"door\"", 7);
         let value: serde_json::Value = serde_json::from_slice(&bytes).expect("valid JSON");
         assert_eq!(value["camera"], "cams/\"door\"");
         assert_eq!(value["seq"], 7);
@@ -457,7 +452,7 @@ mod tests {
 
     #[test]
     fn json_size_estimate_covers_the_largest_envelope() {
-        let body = Body::prepare(vec![1, 2, 3], PublishEncoding::Json, "t");
+        let body = Body::prepare(vec![1, 2, 3], Detected::Json, "t");
         let largest = json_envelope("t", u64::MAX, u64::MAX, "AQID");
         assert_eq!(body.max_len("t"), largest.len());
     }
@@ -468,7 +463,7 @@ mod tests {
             // Nothing is ever connected to: every case fails validation first.
             broker: String::from("mqtt://127.0.0.1:9"),
             topic: String::from("cams/door"),
-            encoding: PublishEncoding::Base64,
+            encoding: Detected::Base64,
             qos: 1,
             count,
             rate,

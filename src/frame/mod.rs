@@ -1,7 +1,7 @@
 //! One frame, start to finish of the CPU work: payload bytes → image bytes → RGB8 → its record.
 //!
 //! Shared by `mqimg decode` and the daemon's decode workers, so both produce the same records. Storing the
-//! frame is [`crate::daemon::sink`]'s job; this module touches no files or sockets.
+//! frame is the daemon's job (`daemon::sink`); this module touches no files or sockets.
 
 pub mod decode;
 pub mod encode;

@@ -17,6 +17,7 @@ mod tests;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +28,9 @@ use crate::frame::decode::Format;
 use crate::frame::hex_head;
 
 /// How a payload is to be read: `auto` detects, the others force one form.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+///
+/// Config files, the command line and records name it as [`Encoding::name`] does (`data-uri`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Encoding {
     #[default]
@@ -46,6 +49,103 @@ pub enum Detected {
     Base64,
     DataUri,
     Json,
+}
+
+impl Encoding {
+    /// Every encoding, `auto` first.
+    pub const ALL: [Encoding; 5] = [
+        Self::Auto,
+        Self::Raw,
+        Self::Base64,
+        Self::DataUri,
+        Self::Json,
+    ];
+
+    /// The name in config files and on the command line; serde's `kebab-case` gives the same.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Raw => "raw",
+            Self::Base64 => "base64",
+            Self::DataUri => "data-uri",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl Detected {
+    /// Every form a payload can turn out to have.
+    pub const ALL: [Detected; 4] = [Self::Raw, Self::Base64, Self::DataUri, Self::Json];
+
+    /// The name of the encoding that forces this form (`data-uri`).
+    pub fn name(self) -> &'static str {
+        Encoding::from(self).name()
+    }
+}
+
+impl From<Detected> for Encoding {
+    fn from(detected: Detected) -> Self {
+        match detected {
+            Detected::Raw => Self::Raw,
+            Detected::Base64 => Self::Base64,
+            Detected::DataUri => Self::DataUri,
+            Detected::Json => Self::Json,
+        }
+    }
+}
+
+impl fmt::Display for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for Detected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Encoding {
+    type Err = UnknownEncoding;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        by_name(&Self::ALL, Self::name, name)
+    }
+}
+
+impl FromStr for Detected {
+    type Err = UnknownEncoding;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        by_name(&Self::ALL, Self::name, name)
+    }
+}
+
+/// A name that none of the encodings has.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown encoding \"{name}\", expected one of {expected}")]
+pub struct UnknownEncoding {
+    name: String,
+    expected: String,
+}
+
+fn by_name<T: Copy>(
+    all: &[T],
+    name_of: fn(T) -> &'static str,
+    name: &str,
+) -> Result<T, UnknownEncoding> {
+    all.iter()
+        .copied()
+        .find(|&value| name_of(value) == name)
+        .ok_or_else(|| UnknownEncoding {
+            name: name.to_owned(),
+            expected: all
+                .iter()
+                .map(|&value| name_of(value))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 /// The image inside a payload.

@@ -237,3 +237,26 @@ fn messages_are_one_lowercase_line_without_a_trailing_period() {
         assert!(!message.contains('\n'), "{message}");
     }
 }
+
+#[test]
+fn encoding_names_parse_back_and_are_the_serde_names() {
+    assert_eq!(
+        Encoding::ALL.map(Encoding::name),
+        ["auto", "raw", "base64", "data-uri", "json"]
+    );
+    for encoding in Encoding::ALL {
+        let name = encoding.to_string();
+        assert_eq!(name.parse::<Encoding>(), Ok(encoding));
+        assert_eq!(serde_json::to_value(encoding).unwrap(), name.as_str());
+    }
+    for detected in Detected::ALL {
+        let name = detected.to_string();
+        assert_eq!(name.parse::<Detected>(), Ok(detected));
+        assert_eq!(serde_json::to_value(detected).unwrap(), name.as_str());
+    }
+    assert_eq!(
+        "auto".parse::<Detected>().unwrap_err().to_string(),
+        "unknown encoding \"auto\", expected one of raw, base64, data-uri, json"
+    );
+    assert!("data_uri".parse::<Encoding>().is_err());
+}
