@@ -4,25 +4,24 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mqimg::cli::commands;
-use mqimg::cli::{Cli, Command};
+use mqimg::cli::{Cli, Command, EXIT_USAGE, check_config, decode, publish};
 use mqimg::config::Settings;
 use mqimg::daemon::app::App;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Decode(args) => commands::decode(&args),
-        Command::CheckConfig { config } => commands::check_config(&config),
-        Command::PrintDefaultConfig => Ok(commands::print_default_config()),
+        Command::Decode(args) => decode::run(&args),
+        Command::CheckConfig { config } => check_config::run(&config),
+        Command::PrintDefaultConfig => Ok(check_config::print_default_config()),
         Command::Run { config } => run(config.as_deref()),
         Command::Publish(args) => runtime()
-            .and_then(|rt| rt.block_on(mqimg::cli::publish::run(&args)))
+            .and_then(|rt| rt.block_on(publish::run(&args)))
             .map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| {
         eprintln!("mqimg: {err:#}");
-        ExitCode::from(commands::EXIT_USAGE)
+        ExitCode::from(EXIT_USAGE)
     })
 }
 

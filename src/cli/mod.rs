@@ -1,13 +1,22 @@
-//! Command-line interface: subcommands and flags. Parsing only; the work lives in the library.
+//! Command-line interface: subcommands and flags (here), and one module per one-shot subcommand
+//! ([`decode`], [`check_config`], [`publish`]); `mqimg run` is the daemon's.
 
-pub mod commands;
+pub mod check_config;
+pub mod decode;
 pub mod publish;
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Parser, Subcommand};
 
-use crate::frame::payload::Encoding;
+use crate::frame::payload::{Detected, Encoding};
+
+/// Exit status when the input was rejected (its failure record is on stdout).
+pub const EXIT_REJECTED: u8 = 1;
+/// Exit status for usage and I/O errors (clap's convention).
+pub const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,7 +53,11 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct DecodeArgs {
     /// How the payload is wrapped.
-    #[arg(long, value_enum, default_value_t = Encoding::Auto)]
+    #[arg(
+        long,
+        default_value_t = Encoding::Auto,
+        value_parser = one_of::<Encoding>(&Encoding::ALL.map(Encoding::name)),
+    )]
     pub encoding: Encoding,
     /// The JSON envelope field holding the image (default: probe the usual names).
     #[arg(long)]
@@ -59,16 +72,6 @@ pub struct DecodeArgs {
     pub file: Option<PathBuf>,
 }
 
-/// How `mqimg publish` wraps each image.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum PublishEncoding {
-    #[default]
-    Base64,
-    Raw,
-    DataUri,
-    Json,
-}
-
 #[derive(Debug, clap::Args)]
 pub struct PublishArgs {
     /// Broker URL, `mqtt://host:port`.
@@ -77,8 +80,12 @@ pub struct PublishArgs {
     /// Topic to publish on.
     #[arg(long)]
     pub topic: String,
-    #[arg(long, value_enum, default_value_t = PublishEncoding::Base64)]
-    pub encoding: PublishEncoding,
+    #[arg(
+        long,
+        default_value_t = Detected::Base64,
+        value_parser = one_of::<Detected>(&PUBLISH_ENCODINGS.map(Detected::name)),
+    )]
+    pub encoding: Detected,
     /// MQTT QoS (0, 1 or 2).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: u8,
@@ -94,4 +101,68 @@ pub struct PublishArgs {
     /// Image files to publish, in turn.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+/// How `mqimg publish` can wrap an image, in the order `--help` lists them: the default first.
+const PUBLISH_ENCODINGS: [Detected; 4] = [
+    Detected::Base64,
+    Detected::Raw,
+    Detected::DataUri,
+    Detected::Json,
+];
+
+/// A parser for a flag taking one of `names`: clap refuses any other value, listing `names` (as `--help`
+/// does), before `FromStr` runs. The frame module's types stay free of clap.
+fn one_of<T>(names: &[&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: FromStr + Clone + Send + Sync + 'static,
+    T::Err: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    PossibleValuesParser::new(names.iter().copied()).try_map(|name| name.parse::<T>())
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from([&["mqimg"], args].concat()).map(|cli| cli.command)
+    }
+
+    #[test]
+    fn encoding_flags_take_the_kebab_case_names() {
+        for encoding in Encoding::ALL {
+            let Command::Decode(args) = parse(&["decode", "--encoding", encoding.name()]).unwrap()
+            else {
+                panic!("not decode")
+            };
+            assert_eq!(args.encoding, encoding);
+        }
+        for encoding in Detected::ALL {
+            let args = [
+                "publish",
+                "--topic",
+                "t",
+                "--encoding",
+                encoding.name(),
+                "f.jpg",
+            ];
+            let Command::Publish(args) = parse(&args).unwrap() else {
+                panic!("not publish")
+            };
+            assert_eq!(args.encoding, encoding);
+        }
+        let Command::Decode(args) = parse(&["decode"]).unwrap() else {
+            panic!("not decode")
+        };
+        assert_eq!(args.encoding, Encoding::Auto);
+        let Command::Publish(args) = parse(&["publish", "--topic", "t", "f.jpg"]).unwrap() else {
+            panic!("not publish")
+        };
+        assert_eq!(args.encoding, Detected::Base64);
+        assert!(parse(&["decode", "--encoding", "data_uri"]).is_err());
+        assert!(parse(&["publish", "--topic", "t", "--encoding", "auto", "f.jpg"]).is_err());
+    }
 }

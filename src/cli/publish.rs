@@ -17,8 +17,10 @@ use rumqttc::{
 use tokio::sync::{oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
-use crate::cli::{PublishArgs, PublishEncoding};
+use crate::cli::PublishArgs;
 use crate::config::BrokerAddr;
+use crate::frame::decode::Format;
+use crate::frame::payload::Detected;
 
 /// Capacity of the `AsyncClient` → `EventLoop` request channel: how far publishing may run ahead of the
 /// socket beyond the in-flight window.
@@ -34,8 +36,6 @@ const MAX_INCOMING_PACKET: usize = 64 * 1024;
 const MQTT_MAX_PACKET: usize = 268_435_455;
 /// Room for the fixed header, topic length and packet id on top of topic and payload.
 const PUBLISH_HEADER_BYTES: usize = 16;
-
-const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// Publishes every file `args.count` times, in turn (file 1, file 2, …, file 1, file 2, …).
 pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
@@ -192,12 +192,12 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
 /// `base64` is the standard padded alphabet; `data-uri` is `data:image/png;base64,…` for PNG bytes and
 /// `data:image/jpeg;base64,…` otherwise; `json` is `{"camera":topic,"ts":unix ms,"seq":seq,"image":base64}`
 /// stamped with the current time.
-pub fn wrap(bytes: &[u8], encoding: PublishEncoding, topic: &str, seq: u64) -> Vec<u8> {
+pub fn wrap(bytes: &[u8], encoding: Detected, topic: &str, seq: u64) -> Vec<u8> {
     match encoding {
-        PublishEncoding::Raw => bytes.to_vec(),
-        PublishEncoding::Base64 => STANDARD.encode(bytes).into_bytes(),
-        PublishEncoding::DataUri => data_uri(bytes),
-        PublishEncoding::Json => json_envelope(topic, unix_millis(), seq, &STANDARD.encode(bytes)),
+        Detected::Raw => bytes.to_vec(),
+        Detected::Base64 => STANDARD.encode(bytes).into_bytes(),
+        Detected::DataUri => data_uri(bytes),
+        Detected::Json => json_envelope(topic, unix_millis(), seq, &STANDARD.encode(bytes)),
     }
 }
 
@@ -210,12 +210,12 @@ enum Body {
 }
 
 impl Body {
-    fn prepare(bytes: Vec<u8>, encoding: PublishEncoding, topic: &str) -> Body {
+    fn prepare(bytes: Vec<u8>, encoding: Detected, topic: &str) -> Body {
         match encoding {
-            PublishEncoding::Json => Body::Json {
+            Detected::Json => Body::Json {
                 image_base64: STANDARD.encode(&bytes),
             },
-            PublishEncoding::Raw => Body::Ready(Publish::new(topic, QoS::AtMostOnce, bytes)),
+            Detected::Raw => Body::Ready(Publish::new(topic, QoS::AtMostOnce, bytes)),
             other => Body::Ready(Publish::new(
                 topic,
                 QoS::AtMostOnce,
@@ -238,7 +238,7 @@ impl Body {
 /// Reads and wraps every file on a blocking thread: file I/O and base64 are no work for the reactor.
 async fn prepare_all(
     files: Vec<std::path::PathBuf>,
-    encoding: PublishEncoding,
+    encoding: Detected,
     topic: String,
 ) -> anyhow::Result<Vec<Body>> {
     tokio::task::spawn_blocking(move || {
@@ -332,7 +332,7 @@ fn validate_topic(topic: &str) -> anyhow::Result<()> {
 }
 
 fn data_uri(bytes: &[u8]) -> Vec<u8> {
-    let mime = if bytes.starts_with(PNG_MAGIC) {
+    let mime = if Format::sniff(bytes) == Some(Format::Png) {
         "image/png"
     } else {
         "image/jpeg"
@@ -362,32 +362,26 @@ mod tests {
 
     #[test]
     fn wrap_raw_is_the_bytes_themselves() {
-        assert_eq!(
-            wrap(b"\xff\xd8abc", PublishEncoding::Raw, "t", 0),
-            b"\xff\xd8abc"
-        );
+        assert_eq!(wrap(b"\xff\xd8abc", Detected::Raw, "t", 0), b"\xff\xd8abc");
     }
 
     #[test]
     fn wrap_base64_uses_the_padded_standard_alphabet() {
-        assert_eq!(
-            wrap(&[0xfb, 0xff], PublishEncoding::Base64, "t", 0),
-            b"+/8="
-        );
+        assert_eq!(wrap(&[0xfb, 0xff], Detected::Base64, "t", 0), b"+/8=");
     }
 
     #[test]
     fn wrap_data_uri_names_png_or_jpeg_from_the_magic_bytes() {
-        let png = wrap(b"\x89PNG\r\n\x1a\n", PublishEncoding::DataUri, "t", 0);
+        let png = wrap(b"\x89PNG\r\n\x1a\n", Detected::DataUri, "t", 0);
         assert_eq!(png, b"data:image/png;base64,iVBORw0KGgo=");
-        let jpeg = wrap(b"\xff\xd8\xff", PublishEncoding::DataUri, "t", 0);
+        let jpeg = wrap(b"\xff\xd8\xff", Detected::DataUri, "t", 0);
         assert_eq!(jpeg, b"data:image/jpeg;base64,/9j/");
     }
 
     #[test]
     fn wrap_json_carries_camera_ts_seq_and_image() {
         let before = unix_millis();
-        let bytes = wrap(b"\xff\xd8\xff", PublishEncoding::Json, "cams/\"door\"", 7);
+        let bytes = wrap(b"\xff\xd8\xff", Detected::Json, "cams/\"door\"", 7);
         let value: serde_json::Value = serde_json::from_slice(&bytes).expect("valid JSON");
         assert_eq!(value["camera"], "cams/\"door\"");
         assert_eq!(value["seq"], 7);
@@ -398,7 +392,7 @@ mod tests {
 
     #[test]
     fn json_size_estimate_covers_the_largest_envelope() {
-        let body = Body::prepare(vec![1, 2, 3], PublishEncoding::Json, "t");
+        let body = Body::prepare(vec![1, 2, 3], Detected::Json, "t");
         let largest = json_envelope("t", u64::MAX, u64::MAX, "AQID");
         assert_eq!(body.max_len("t"), largest.len());
     }
@@ -409,7 +403,7 @@ mod tests {
             // Nothing is ever connected to: every case fails validation first.
             broker: String::from("mqtt://127.0.0.1:9"),
             topic: String::from("cams/door"),
-            encoding: PublishEncoding::Base64,
+            encoding: Detected::Base64,
             qos: 1,
             count,
             rate,
@@ -447,7 +441,7 @@ mod tests {
         let args = PublishArgs {
             broker: String::from("mqtts://127.0.0.1:8883"),
             topic: String::from("cams/door"),
-            encoding: PublishEncoding::Base64,
+            encoding: Detected::Base64,
             qos: 1,
             count: 1,
             rate: None,

@@ -319,7 +319,7 @@ pub trait Choice: Copy + Serialize + 'static {
 
 impl Choice for Encoding {
     fn all() -> &'static [Self] {
-        <Self as clap::ValueEnum>::value_variants()
+        &Encoding::ALL
     }
 }
 

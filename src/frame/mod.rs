@@ -115,6 +115,17 @@ pub fn process<'a>(
     })
 }
 
+/// The first `n` bytes of `bytes` as lowercase hex pairs separated by spaces (`ff d8 ff`): how messages
+/// show bytes that are not what they should be.
+pub(crate) fn hex_head(bytes: &[u8], n: usize) -> String {
+    bytes
+        .iter()
+        .take(n)
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Lowercase hex SHA-256 of `bytes`: the record's `sha256`, and the basis of frame file names.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);

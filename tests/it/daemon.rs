@@ -403,7 +403,7 @@ async fn a_qos0_flood_beyond_capacity_ends_every_frame_as_a_record_or_a_counted_
     let publish = publish_args(
         &broker.url(),
         "cams/flood",
-        mqimg::cli::PublishEncoding::Base64,
+        mqimg::frame::payload::Detected::Base64,
         0,
         frames,
         "frames/photo-640x480.jpg",
@@ -453,7 +453,7 @@ async fn a_drained_backlog_stays_within_the_queue_bound() {
     let publish = publish_args(
         &broker.url(),
         "cams/backlog",
-        mqimg::cli::PublishEncoding::Base64,
+        mqimg::frame::payload::Detected::Base64,
         1,
         frames,
         "frames/photo-640x480.jpg",

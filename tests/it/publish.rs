@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use mqimg::cli::{PublishArgs, PublishEncoding};
+use mqimg::cli::PublishArgs;
+use mqimg::frame::payload::Detected;
 use rumqttc::QoS;
 
 use crate::support::{
@@ -15,7 +16,7 @@ use crate::support::{
 const PHOTO: &str = "frames/photo-640x480.jpg";
 const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn args(broker: &str, topic: &str, encoding: PublishEncoding, count: u64) -> PublishArgs {
+fn args(broker: &str, topic: &str, encoding: Detected, count: u64) -> PublishArgs {
     PublishArgs {
         broker: broker.to_owned(),
         topic: topic.to_owned(),
@@ -29,7 +30,7 @@ fn args(broker: &str, topic: &str, encoding: PublishEncoding, count: u64) -> Pub
 }
 
 /// Publishes the photo 3 times with `encoding` and returns exactly what a subscriber got.
-async fn publish_three(encoding: PublishEncoding) -> Vec<Message> {
+async fn publish_three(encoding: Detected) -> Vec<Message> {
     let broker = Broker::new();
     let topic = "cams/door";
     let mut subscriber = Subscriber::connect(&broker.url(), topic, QoS::AtLeastOnce).await;
@@ -58,7 +59,7 @@ async fn publish_three(encoding: PublishEncoding) -> Vec<Message> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_base64_delivers_each_copy_as_the_padded_standard_encoding() {
     let photo = fixture(PHOTO);
-    for message in publish_three(PublishEncoding::Base64).await {
+    for message in publish_three(Detected::Base64).await {
         let decoded = STANDARD
             .decode(&message.payload)
             .expect("payload is standard base64");
@@ -69,7 +70,7 @@ async fn publish_base64_delivers_each_copy_as_the_padded_standard_encoding() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_raw_delivers_the_file_bytes_unchanged() {
     let photo = fixture(PHOTO);
-    for message in publish_three(PublishEncoding::Raw).await {
+    for message in publish_three(Detected::Raw).await {
         assert!(
             message.payload == photo,
             "raw payload differs from the file"
@@ -80,7 +81,7 @@ async fn publish_raw_delivers_the_file_bytes_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_data_uri_delivers_a_jpeg_data_uri_of_the_file() {
     let photo = fixture(PHOTO);
-    for message in publish_three(PublishEncoding::DataUri).await {
+    for message in publish_three(Detected::DataUri).await {
         let text = String::from_utf8(message.payload).expect("a data URI is text");
         let encoded = text
             .strip_prefix("data:image/jpeg;base64,")
@@ -93,7 +94,7 @@ async fn publish_data_uri_delivers_a_jpeg_data_uri_of_the_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_json_delivers_envelopes_with_camera_sequence_and_image() {
     let photo = fixture(PHOTO);
-    let messages = publish_three(PublishEncoding::Json).await;
+    let messages = publish_three(Detected::Json).await;
     let mut seqs = Vec::new();
     for message in messages {
         let envelope: serde_json::Value =
@@ -112,7 +113,7 @@ async fn publish_cycles_through_files_in_turn() {
     let broker = Broker::new();
     let topic = "cams/yard";
     let mut subscriber = Subscriber::connect(&broker.url(), topic, QoS::AtLeastOnce).await;
-    let mut args = args(&broker.url(), topic, PublishEncoding::Raw, 2);
+    let mut args = args(&broker.url(), topic, Detected::Raw, 2);
     args.files = vec![
         fixture_path(PHOTO),
         fixture_path("frames/photo-640x480.png"),
@@ -138,7 +139,7 @@ async fn publish_cycles_through_files_in_turn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_to_a_port_where_nothing_listens_fails_quickly() {
     let url = format!("mqtt://127.0.0.1:{}", free_port());
-    let args = args(&url, "cams/door", PublishEncoding::Base64, 1);
+    let args = args(&url, "cams/door", Detected::Base64, 1);
     let error = with_timeout(
         15,
         "mqimg publish to a closed port",

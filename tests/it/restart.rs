@@ -130,7 +130,7 @@ async fn no_frame_is_lost_when_the_daemon_is_killed_and_restarted() {
     let publish = publish_args(
         &url,
         "cams/kill",
-        mqimg::cli::PublishEncoding::Json,
+        mqimg::frame::payload::Detected::Json,
         1,
         FRAMES,
         "frames/photo-640x480.jpg",
@@ -169,7 +169,7 @@ async fn sigterm_drains_in_flight_frames_and_exits_cleanly() {
     let publish = publish_args(
         &url,
         "cams/term",
-        mqimg::cli::PublishEncoding::Json,
+        mqimg::frame::payload::Detected::Json,
         1,
         frames,
         "frames/photo-640x480.jpg",

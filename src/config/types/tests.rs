@@ -97,7 +97,7 @@ fn every_enum_variant_is_a_choice() {
     };
     assert!(LogFormat::all().iter().all(|f| listed(*f)));
     assert_eq!(LogFormat::all().len(), 2);
-    let names: Vec<String> = Encoding::all().iter().map(|e| e.name()).collect();
+    let names: Vec<String> = Encoding::all().iter().map(|e| Choice::name(*e)).collect();
     assert_eq!(names, ["auto", "raw", "base64", "data-uri", "json"]);
 }
 

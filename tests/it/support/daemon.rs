@@ -231,7 +231,7 @@ impl Drop for DaemonProcess {
 pub fn publish_args(
     url: &str,
     topic: &str,
-    encoding: mqimg::cli::PublishEncoding,
+    encoding: mqimg::frame::payload::Detected,
     qos: u8,
     count: u64,
     file: &str,

@@ -1,5 +1,6 @@
-//! The one-shot subcommands: `decode`, `check-config`, `print-default-config`. Each returns the process
-//! exit status; `main` only maps errors it cannot handle.
+//! `mqimg decode`: one payload from a file or stdin → one JSON record line on stdout, and optionally the
+//! frame written to a file. Runs the same [`frame::process`] as the daemon's workers, so both make the
+//! same records.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -8,19 +9,14 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 
-use crate::cli::DecodeArgs;
-use crate::config::{DEFAULT_TOML, Settings};
+use crate::cli::{DecodeArgs, EXIT_REJECTED};
+use crate::config::Settings;
 use crate::daemon::sink;
 use crate::frame::record::Record;
 use crate::frame::{self, encode};
 
-/// Exit status when the input was rejected (its failure record is on stdout).
-pub const EXIT_REJECTED: u8 = 1;
-/// Exit status for usage and I/O errors (clap's convention).
-pub const EXIT_USAGE: u8 = 2;
-
 /// `mqimg decode`: one payload → one JSON record line on stdout.
-pub fn decode(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(args.config.as_deref())?;
     let payload = read_input(args.file.as_deref())?;
     let options = settings
@@ -63,18 +59,4 @@ fn read_input(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
             Ok(buf)
         }
     }
-}
-
-/// `mqimg check-config`: validates and prints the effective settings, passwords masked.
-pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(Some(path))?;
-    print!("{}", settings.to_toml());
-    eprintln!("mqimg: {} is valid", path.display());
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `mqimg print-default-config`: the example config, every key at its default.
-pub fn print_default_config() -> ExitCode {
-    print!("{DEFAULT_TOML}");
-    ExitCode::SUCCESS
 }

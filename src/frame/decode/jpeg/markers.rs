@@ -1,0 +1,393 @@
+//! The marker walk: segment by segment and through each scan's entropy-coded data to the end-of-image
+//! marker. It finds the frame header (so limits and unsupported codings are refused before any
+//! decoder runs), truncation anywhere, broken structure, and the restart and marker anomalies that
+//! become warnings; the entropy-coded data itself is left to [`entropy::check_scan`].
+
+use super::entropy;
+use crate::frame::decode::limits::check_limits;
+use crate::frame::decode::{DecodeError, Limits, Warnings};
+
+/// What the walk learnt about a JPEG that reached its end-of-image marker.
+pub(super) struct Header<'a> {
+    /// The TIFF structure of the first `Exif` APP1 segment (after `Exif\0\0`).
+    pub exif: Option<&'a [u8]>,
+    pub warnings: Vec<String>,
+}
+
+const SOI: u8 = 0xd8;
+const EOI: u8 = 0xd9;
+const SOS: u8 = 0xda;
+const DHT: u8 = 0xc4;
+const DRI: u8 = 0xdd;
+const APP1: u8 = 0xe1;
+
+/// The frame header (SOFn) facts the walk uses.
+pub(super) struct Frame {
+    pub width: u16,
+    pub height: u16,
+    /// (component id, horizontal sampling, vertical sampling)
+    pub components: Vec<(u8, u8, u8)>,
+    /// Baseline or extended sequential with Huffman coding (SOF0, SOF1): the scans
+    /// [`entropy::check_scan`] verifies.
+    pub huffman_sequential: bool,
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// Walks `b` (which starts with `ff d8 ff`) segment by segment and through each scan's entropy-coded
+/// data to the end-of-image marker. Refuses unsupported codings and sizes over `limits` as soon as the
+/// frame header is read, before the scan data is looked at.
+pub(super) fn walk<'a>(b: &'a [u8], limits: &Limits) -> Result<Header<'a>, DecodeError> {
+    walk_with(b, limits, limits.verify_entropy)
+}
+
+/// [`walk`], with the entropy-coded data verified ([`entropy::check_scan`]) when `verify` is set.
+pub(super) fn walk_with<'a>(
+    b: &'a [u8],
+    limits: &Limits,
+    verify: bool,
+) -> Result<Header<'a>, DecodeError> {
+    let len = b.len();
+    let truncated = |inside: String, complete: usize| DecodeError::Truncated {
+        len,
+        inside,
+        complete,
+    };
+    let mut warnings = Warnings::default();
+    let mut frame: Option<Frame> = None;
+    let mut exif = None;
+    let mut restart_interval = 0;
+    let mut tables = entropy::Specs::default();
+    // Only the first scan found corrupt gets a warning.
+    let mut verify = verify;
+    let mut scans = 0;
+    let mut pos = 2;
+    // Just past the last complete segment or scan.
+    let mut complete = 2;
+    loop {
+        let Some((at, m)) = next_marker(b, pos) else {
+            let inside = if pos >= len {
+                "right after a complete segment".to_owned()
+            } else {
+                format!(
+                    "in {} bytes holding no marker after offset {pos}",
+                    len - pos
+                )
+            };
+            return Err(truncated(inside, complete));
+        };
+        if at > pos {
+            warnings.push(|| {
+                format!(
+                    "{} extraneous bytes at offset {pos} before marker ff{:02x}",
+                    at - pos,
+                    b[m]
+                )
+            });
+        }
+        let marker = b[m];
+        match marker {
+            EOI if scans == 0 => {
+                return Err(DecodeError::Malformed {
+                    offset: at,
+                    detail: "end-of-image marker before any scan".to_owned(),
+                });
+            }
+            EOI => {
+                return Ok(Header {
+                    exif,
+                    warnings: warnings.finish(),
+                });
+            }
+            SOI | 0xd0..=0xd7 | 0x01 => {
+                warnings.push(|| format!("unexpected marker ff{marker:02x} at offset {at}"));
+                pos = m + 1;
+                complete = pos;
+                continue;
+            }
+            _ => {}
+        }
+        if m + 3 > len {
+            return Err(truncated(
+                format!("inside the length of segment ff{marker:02x} at offset {at}"),
+                complete,
+            ));
+        }
+        let length = usize::from(be16(b, m + 1));
+        if length < 2 {
+            return Err(DecodeError::Malformed {
+                offset: at,
+                detail: format!("segment ff{marker:02x} declares length {length}, below 2"),
+            });
+        }
+        let end = m + 1 + length;
+        if end > len {
+            return Err(truncated(
+                format!(
+                    "inside segment ff{marker:02x} at offset {at}, which declares {length} bytes"
+                ),
+                complete,
+            ));
+        }
+        let payload = &b[m + 3..end];
+        match marker {
+            0xc0..=0xcf if !matches!(marker, 0xc4 | 0xc8 | 0xcc) => {
+                if frame.is_some() {
+                    return Err(DecodeError::Malformed {
+                        offset: at,
+                        detail: format!("second frame header ff{marker:02x}"),
+                    });
+                }
+                frame = Some(frame_header(marker, at, payload, limits)?);
+            }
+            DHT => tables.define(payload),
+            DRI => {
+                if payload.len() < 2 {
+                    return Err(DecodeError::Malformed {
+                        offset: at,
+                        detail: format!("restart interval segment of {length} bytes"),
+                    });
+                }
+                restart_interval = usize::from(be16(payload, 0));
+            }
+            APP1 if exif.is_none() && payload.starts_with(b"Exif\0\0") => {
+                exif = Some(&payload[6..]);
+            }
+            SOS => {
+                let Some(frame) = &frame else {
+                    return Err(DecodeError::Malformed {
+                        offset: at,
+                        detail: "scan before the frame header".to_owned(),
+                    });
+                };
+                complete = end;
+                let scan = scan_data(b, end, &mut warnings).ok_or_else(|| {
+                    truncated(
+                        format!("inside the scan data that starts at offset {end}"),
+                        complete,
+                    )
+                })?;
+                if scan.rst_order_broken_at > 0 {
+                    let offset = scan.rst_order_broken_at;
+                    warnings.push(|| format!("restart markers out of sequence at offset {offset}"));
+                }
+                let grid = scan_grid(frame, payload);
+                if let Some((cols, rows)) = grid {
+                    let mcus = cols * rows;
+                    let expected = match restart_interval {
+                        0 => 0,
+                        interval => mcus.div_ceil(interval).saturating_sub(1),
+                    };
+                    if scan.restarts != expected {
+                        let restarts = scan.restarts;
+                        warnings.push(|| {
+                            format!(
+                                "scan data at offset {end} has {restarts} restart markers, \
+                                 expected {expected} ({mcus} mcus, restart interval {restart_interval})"
+                            )
+                        });
+                    }
+                }
+                scans += 1;
+                if verify
+                    && frame.huffman_sequential
+                    && let Some(grid) = grid
+                    && let Some(warning) = entropy::check_scan(
+                        b,
+                        end..scan.end,
+                        scans,
+                        frame,
+                        grid,
+                        payload,
+                        &tables,
+                        restart_interval,
+                    )
+                {
+                    warnings.push(|| warning);
+                    verify = false;
+                }
+                pos = scan.end;
+                complete = pos;
+                continue;
+            }
+            _ => {}
+        }
+        pos = end;
+        complete = end;
+    }
+}
+
+/// Finds the next marker at or after `from`: the offset of the `ff` that starts it (fill bytes
+/// included) and the offset of the marker byte. Skips stuffed `ff 00`.
+fn next_marker(b: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut p = from;
+    loop {
+        let at = find_ff(b, p)?;
+        let mut m = at + 1;
+        while *b.get(m)? == 0xff {
+            m += 1;
+        }
+        if b[m] != 0x00 {
+            return Some((at, m));
+        }
+        p = m + 1;
+    }
+}
+
+/// Bytes checked per step of [`find_ff`]: a fixed-size block the compiler vectorises. Measured on
+/// the 1.6 MB 4K fixture: 64 → ~0.2 ms, `iter().position` alone → ~1–2 ms.
+const BLOCK: usize = 64;
+
+/// The offset of the next `ff` byte at or after `from`.
+pub(super) fn find_ff(b: &[u8], from: usize) -> Option<usize> {
+    let hay = b.get(from..)?;
+    let mut blocks = hay.chunks_exact(BLOCK);
+    let mut base = from;
+    for block in &mut blocks {
+        if block.iter().fold(0u8, |any, &x| any | u8::from(x == 0xff)) != 0 {
+            return block.iter().position(|&x| x == 0xff).map(|i| base + i);
+        }
+        base += BLOCK;
+    }
+    blocks
+        .remainder()
+        .iter()
+        .position(|&x| x == 0xff)
+        .map(|i| base + i)
+}
+
+struct Scan {
+    /// Offset of the `ff` of the marker that ends the scan.
+    end: usize,
+    restarts: usize,
+    /// Offset of the first restart marker out of sequence; 0 when all are in order.
+    rst_order_broken_at: usize,
+}
+
+/// Runs through entropy-coded data from `start` to the marker that ends it; `None` when the bytes
+/// run out first. Stuffed `ff 00`, fill `ff ff` and restart markers belong to the data; markers that
+/// may not follow a scan are noted as warnings and skipped.
+fn scan_data(b: &[u8], start: usize, warnings: &mut Warnings) -> Option<Scan> {
+    let mut p = start;
+    let mut restarts = 0;
+    let mut rst_order_broken_at = 0;
+    loop {
+        let at = find_ff(b, p)?;
+        let marker = *b.get(at + 1)?;
+        match marker {
+            0x00 => p = at + 2,
+            0xff => p = at + 1,
+            0xd0..=0xd7 => {
+                if usize::from(marker - 0xd0) != restarts % 8 && rst_order_broken_at == 0 {
+                    rst_order_broken_at = at;
+                }
+                restarts += 1;
+                p = at + 2;
+            }
+            // End of image, next scan, or the tables and segments allowed between scans.
+            0xd9 | 0xda | 0xc4 | 0xdb | 0xdc | 0xdd | 0xe0..=0xef | 0xfe => {
+                return Some(Scan {
+                    end: at,
+                    restarts,
+                    rst_order_broken_at,
+                });
+            }
+            _ => {
+                warnings.push(|| {
+                    format!("unexpected marker ff{marker:02x} inside scan data at offset {at}")
+                });
+                p = at + 2;
+            }
+        }
+    }
+}
+
+/// Parses a frame header (SOFn) and refuses unsupported codings and sizes over `limits`.
+fn frame_header(
+    marker: u8,
+    at: usize,
+    payload: &[u8],
+    limits: &Limits,
+) -> Result<Frame, DecodeError> {
+    let malformed = |detail: String| DecodeError::Malformed { offset: at, detail };
+    let n = marker - 0xc0;
+    let unsupported = match marker {
+        0xc3 => Some(format!("lossless JPEG (SOF{n})")),
+        0xc5..=0xc7 => Some(format!("hierarchical JPEG (SOF{n})")),
+        0xc9..=0xcb | 0xcd..=0xcf => Some(format!("arithmetic-coded JPEG (SOF{n})")),
+        _ => None,
+    };
+    if let Some(feature) = unsupported {
+        return Err(DecodeError::Unsupported { feature });
+    }
+    if payload.len() < 6 {
+        return Err(malformed(format!(
+            "frame header sof{n} has {} bytes, fewer than 6",
+            payload.len()
+        )));
+    }
+    let precision = payload[0];
+    if precision != 8 {
+        return Err(DecodeError::Unsupported {
+            feature: format!("{precision}-bit JPEG (sample precision {precision})"),
+        });
+    }
+    let height = be16(payload, 1);
+    let width = be16(payload, 3);
+    let count = usize::from(payload[5]);
+    if width == 0 || count == 0 {
+        return Err(malformed(format!(
+            "frame header declares width {width} and {count} components"
+        )));
+    }
+    if height == 0 {
+        return Err(DecodeError::Unsupported {
+            feature: "JPEG with height 0 in its frame header (height in a DNL marker)".to_owned(),
+        });
+    }
+    check_limits(u32::from(width), u32::from(height), limits)?;
+    let Some(specs) = payload.get(6..6 + 3 * count) else {
+        return Err(malformed(format!(
+            "frame header of {} bytes is too short for {count} components",
+            payload.len()
+        )));
+    };
+    let components = specs
+        .chunks_exact(3)
+        .map(|c| (c[0], c[1] >> 4, c[1] & 0x0f))
+        .collect::<Vec<_>>();
+    if let Some(&(id, h, v)) = components
+        .iter()
+        .find(|&&(_, h, v)| !(1..=4).contains(&h) || !(1..=4).contains(&v))
+    {
+        return Err(malformed(format!(
+            "component {id} has sampling factors {h}x{v}, outside 1-4"
+        )));
+    }
+    Ok(Frame {
+        width,
+        height,
+        components,
+        huffman_sequential: matches!(marker, 0xc0 | 0xc1),
+    })
+}
+
+/// The MCUs of a scan (ITU T.81 A.2) as (columns, rows), from its SOS header; `None` if it names
+/// an unknown component.
+fn scan_grid(frame: &Frame, sos: &[u8]) -> Option<(usize, usize)> {
+    let (width, height) = (usize::from(frame.width), usize::from(frame.height));
+    let h_max = usize::from(frame.components.iter().map(|c| c.1).max()?);
+    let v_max = usize::from(frame.components.iter().map(|c| c.2).max()?);
+    if *sos.first()? == 1 {
+        // Non-interleaved: one data unit per MCU, over that component's own size.
+        let id = *sos.get(1)?;
+        let &(_, h, v) = frame.components.iter().find(|c| c.0 == id)?;
+        let cols = (width * usize::from(h)).div_ceil(h_max).div_ceil(8);
+        let rows = (height * usize::from(v)).div_ceil(v_max).div_ceil(8);
+        Some((cols, rows))
+    } else {
+        Some((width.div_ceil(8 * h_max), height.div_ceil(8 * v_max)))
+    }
+}
