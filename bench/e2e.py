@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end benchmark of the mqimg daemon against the tutorial's Python consumer.
+"""End-to-end benchmark of the mqimg daemon against a plain paho-mqtt + OpenCV consumer (the reference).
 
 One run, one machine, one private Mosquitto on a free loopback port (never 1883):
 
@@ -7,7 +7,7 @@ One run, one machine, one private Mosquitto on a free loopback port (never 1883)
           consumer is started and timed from its first to its last record (frames/s, MP/s, CPU, peak RSS).
           Rows: mqimg as a user runs it (records on, frames stored as original JPEG bytes, at-least-once),
           records-only (output.dir unset), one decode worker, and the reference consumer
-          (../shared/bench/seed_consumer.py) draining the same queue.
+          (bench/reference/consumer.py) draining the same queue.
   live    frames published at a fixed rate (50 % of mqimg's drain rate) as JSON envelopes; latency =
           record arrival - envelope ts (p50/p99/max).
   burst   10,000 frames at QoS 0 far beyond capacity: peak RSS, no crash, every frame either decoded or
@@ -16,7 +16,8 @@ One run, one machine, one private Mosquitto on a free loopback port (never 1883)
 
 Only the standard library is needed for mqimg's cases (records are observed by a tiny MQTT 3.1.1
 subscriber below). The reference consumer needs paho-mqtt, numpy and opencv-python-headless in the Python
-given by --ref-python (bench/run.sh sets one up); without them its rows are skipped with a notice.
+given by --ref-python (bench/run.sh installs bench/reference/requirements.txt into bench/.venv); without
+them its rows are skipped with a notice.
 
   python3 bench/e2e.py                 # full run (~10 min on 2 cores)
   python3 bench/e2e.py --quick         # smoke run (~2 min)
@@ -45,7 +46,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIXTURES = os.path.join(ROOT, "fixtures", "frames")
-REFERENCE = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "seed_consumer.py"))
+REFERENCE = os.path.join(HERE, "reference", "consumer.py")
 CLK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
@@ -825,7 +826,7 @@ class Bench:
         cid = f"ref-bench-{tag}"
         fixture = os.path.join(FIXTURES, f"photo-{size}.jpg")
         w, h = (int(x) for x in size.split("x"))
-        row = {"tag": tag, "consumer": "reference", "variant": "seed_consumer.py", "size": size, "frames": n}
+        row = {"tag": tag, "consumer": "reference", "variant": "reference/consumer.py", "size": size, "frames": n}
         log(f"== {tag}: {n} frames")
         py = self.a.ref_python
         base = [py, REFERENCE, "--port", str(self.port), "--topic", topic, "--qos", "1",
@@ -1085,7 +1086,7 @@ class Bench:
                            capture_output=True, text=True)
         if r.returncode != 0:
             self.notice(f"reference consumer skipped: {self.a.ref_python} cannot import paho-mqtt, numpy, cv2 "
-                        "(pip install paho-mqtt numpy opencv-python-headless, or let bench/run.sh make its venv)")
+                        "(pip install -r bench/reference/requirements.txt, or let bench/run.sh make its venv)")
             return False
         v = r.stdout.split()
         self.results["reference"] = {"path": REFERENCE, "python": self.a.ref_python, "paho_mqtt": v[0],
@@ -1261,7 +1262,7 @@ class Bench:
                  f"binary built {m['mqimg_binary_mtime']}.  ")
         if R.get("reference"):
             rf = R["reference"]
-            L.append(f"Reference: seed_consumer.py (paho-mqtt {rf['paho_mqtt']}, numpy {rf['numpy']}, "
+            L.append(f"Reference: bench/reference/consumer.py (paho-mqtt {rf['paho_mqtt']}, numpy {rf['numpy']}, "
                      f"opencv {rf['opencv']}).  ")
         for n in R["notices"]:
             L.append(f"NOTICE: {n}  ")
@@ -1281,7 +1282,7 @@ class Bench:
                        "records-only": f"records only, {r.get('workers')} workers",
                        "1-worker": "records + stored, 1 worker",
                        "no-verify": f"records + stored, verify_entropy = false, {r.get('workers')} workers",
-                       }.get(r["variant"], "tutorial")
+                       }.get(r["variant"], "decode only (b64decode + cv2.imdecode)")
                 notes = "; ".join(str(r[k]) for k in ("error", "anomaly", "stall", "shutdown", "note") if r.get(k))
                 L.append(f"| {r['size']} | {r['consumer']} | {cfg} | {r.get('records', '-')}/{r['frames']} | "
                          f"{fmt(r.get('fps'))} | {fmt(r.get('mp_per_s'))} | {xref} | {xc} | {fmt(r.get('cpu_s_window'), 2)} | "

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# End-to-end benchmark of mqimg vs the tutorial's Python consumer: one command from a clean checkout.
+# End-to-end benchmark of mqimg vs a plain paho-mqtt + OpenCV consumer: one command from a clean checkout.
 #
 #   bench/run.sh            # full run, ~10 min on 2 cores
-#   bench/run.sh --quick    # smoke run, ~2-3 min
+#   bench/run.sh --quick    # smoke run, ~2-3 min (plus the first build and venv)
 #   bench/run.sh --help     # every option of bench/e2e.py
 #
 # 1. checks mosquitto and /usr/bin/time (apt-get install -y mosquitto time);
 # 2. builds the daemon: cargo build --release, and the decode-ceiling criterion bench unless --quick
 #    (skip both with BENCH_NO_BUILD=1);
-# 3. finds a Python for the reference consumer (paho-mqtt, numpy, opencv-python-headless): the system
-#    python3 when it has them, else a venv under bench-results/.venv (created with pip on first use; set
-#    BENCH_NO_INSTALL=1 to skip this and the reference rows instead);
+# 3. sets up the reference consumer (bench/reference/consumer.py): a venv in bench/.venv (BENCH_VENV
+#    overrides) with the pinned bench/reference/requirements.txt, created on first use and reinstalled
+#    when that file changes. BENCH_NO_INSTALL=1 installs nothing: the system python3 is used if it
+#    already has paho-mqtt, numpy and cv2, else the reference rows are skipped;
 # 4. runs bench/e2e.py (standard library only), which prints a markdown report and writes
 #    bench-results/<UTC stamp>/results.json and report.md.
 set -euo pipefail
@@ -52,26 +53,30 @@ fi
 
 REF_PY=""
 DEPS_CHECK='import paho.mqtt, numpy, cv2'
-REF_SCRIPT="$ROOT/../shared/bench/seed_consumer.py"
-if [ ! -f "$REF_SCRIPT" ]; then
-  echo "NOTICE: $REF_SCRIPT not present: reference rows will be skipped" >&2
-elif "$PY" -c "$DEPS_CHECK" 2>/dev/null; then
-  REF_PY="$(command -v "$PY")"
-else
-  VENV="$ROOT/bench-results/.venv"
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "$DEPS_CHECK" 2>/dev/null; then
-    REF_PY="$VENV/bin/python"
-  elif [ "${BENCH_NO_INSTALL:-0}" = 1 ]; then
-    echo "NOTICE: no Python with paho-mqtt, numpy, opencv-python-headless (BENCH_NO_INSTALL=1): reference rows skipped" >&2
+REQ="$HERE/reference/requirements.txt"
+VENV="${BENCH_VENV:-$HERE/.venv}"
+STAMP="$VENV/.requirements.sha256"
+want="$(sha256sum "$REQ" | cut -d' ' -f1)"
+if [ "${BENCH_NO_INSTALL:-0}" = 1 ]; then
+  if "$PY" -c "$DEPS_CHECK" 2>/dev/null; then
+    REF_PY="$(command -v "$PY")"
+    echo "BENCH_NO_INSTALL=1: reference consumer runs on $REF_PY (versions not pinned)" >&2
   else
-    echo "setting up the reference consumer's Python deps in $VENV (pip install paho-mqtt numpy opencv-python-headless)" >&2
-    mkdir -p "$ROOT/bench-results"
-    if "$PY" -m venv "$VENV" >&2 && "$VENV/bin/pip" install -q paho-mqtt numpy opencv-python-headless >&2 \
-       && "$VENV/bin/python" -c "$DEPS_CHECK"; then
-      REF_PY="$VENV/bin/python"
-    else
-      echo "NOTICE: could not install the reference consumer's deps (python3-venv missing or PyPI unreachable): reference rows skipped" >&2
-    fi
+    echo "NOTICE: BENCH_NO_INSTALL=1 and $PY lacks paho-mqtt/numpy/cv2: reference rows skipped" >&2
+  fi
+elif [ -x "$VENV/bin/python" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ] \
+     && "$VENV/bin/python" -c "$DEPS_CHECK" 2>/dev/null; then
+  REF_PY="$VENV/bin/python"
+else
+  echo "setting up the reference consumer in $VENV: pip install -r bench/reference/requirements.txt" >&2
+  if { "$VENV/bin/python" -m pip --version >/dev/null 2>&1 || "$PY" -m venv --clear "$VENV" >&2; } \
+     && "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ" >&2 \
+     && "$VENV/bin/python" -c "$DEPS_CHECK"; then
+    echo "$want" > "$STAMP"
+    REF_PY="$VENV/bin/python"
+  else
+    echo "NOTICE: could not install the reference consumer's packages (python3-venv missing or PyPI" \
+         "unreachable?): reference rows skipped" >&2
   fi
 fi
 
