@@ -266,6 +266,8 @@ impl Decode {
 pub struct Pipeline {
     /// Frames received and waiting for a decode worker.
     pub queue_frames: usize,
+    /// Bytes held for frames in flight (payloads, topics, records) before intake pauses.
+    pub max_inflight_bytes: usize,
     /// How long a SIGINT/SIGTERM waits for in-flight frames before exiting (`shutdown_grace_secs`).
     #[serde(rename = "shutdown_grace_secs", with = "types::secs")]
     pub shutdown_grace: Duration,
@@ -275,6 +277,7 @@ impl Default for Pipeline {
     fn default() -> Self {
         Self {
             queue_frames: 6,
+            max_inflight_bytes: 128 << 20,
             shutdown_grace: Duration::from_secs(10),
         }
     }

@@ -26,6 +26,15 @@ impl Settings {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
         }
+        if self.pipeline.max_inflight_bytes < 1 << 20 {
+            return Err(ConfigError::invalid(
+                "pipeline.max_inflight_bytes",
+                format!(
+                    "{} is below 1048576 (1 MiB): too little to hold a camera frame and its record",
+                    self.pipeline.max_inflight_bytes
+                ),
+            ));
+        }
         if self.pipeline.queue_frames == 0 {
             return Err(ConfigError::invalid(
                 "pipeline.queue_frames",

@@ -142,8 +142,11 @@ impl App {
                 .map(|s| s.topic.clone())
                 .collect(),
             url: settings.broker.url.to_string(),
-            backoff_min: settings.broker.reconnect_min,
-            backoff_max: settings.broker.reconnect_max,
+            client_id: settings.broker.client_id.clone(),
+            reconnect: mqtt::Reconnect::new(
+                settings.broker.reconnect_min,
+                settings.broker.reconnect_max,
+            ),
             shutdown: stop.clone(),
         };
         let mut poll_task = tokio::spawn(poller.run());
@@ -161,7 +164,13 @@ impl App {
             let metrics = Arc::clone(&metrics);
             tokio::spawn(async move { metrics.log_summaries(every).await })
         });
-        let delivery = Driver::new(&settings, client, jobs, context, Arc::clone(&metrics));
+        let delivery = Driver::new(
+            &settings,
+            client,
+            jobs,
+            context,
+            (Arc::clone(&metrics), Arc::clone(&health)),
+        );
         let grace = settings.pipeline.shutdown_grace;
         let stop_on_signal = stop.clone();
         let signal_task = tokio::spawn(async move {

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming, MqttOptions,
@@ -26,13 +26,110 @@ pub enum MqttEvent {
     Connected { session_present: bool },
     /// The connection failed. rumqttc moved the records it had not finished sending into its replay
     /// queue: these are their payload addresses, to know which ones it drops if the session is gone.
-    Disconnected { replay: HashSet<usize> },
+    /// `short_lived`: the broker closed it soon after accepting it.
+    Disconnected {
+        replay: HashSet<usize>,
+        short_lived: bool,
+    },
     /// A frame arrived.
     Frame(Publish),
     /// A record publish went out with this packet id (0 for QoS 0).
     RecordSent(u16),
     /// The broker acknowledged the record publish with this packet id (PUBACK, or PUBCOMP at QoS 2).
     RecordAcked(u16),
+}
+
+/// How long a connection must last to count as working: a broker that closes connections sooner
+/// is failing, and its backoff keeps growing instead of starting over.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// Accepted connections closed before `STABLE_AFTER`, in a row, before another client using the same
+/// client id is suspected. One more than the closes that give up a record the broker chokes on, so
+/// that case is settled first.
+const TAKEOVER_SUSPECT: u32 = 4;
+
+/// The reconnect policy, apart from the I/O so its rules are tested without a broker: capped
+/// exponential backoff that starts over only after a connection that lasted, and the recognition of
+/// a broker that keeps closing accepted connections.
+#[derive(Debug)]
+pub struct Reconnect {
+    min: Duration,
+    max: Duration,
+    /// The wait before the next attempt.
+    next: Duration,
+    /// Failed attempts in a row (refused, unreachable, or closed too soon).
+    failures: u64,
+    connected_at: Option<Instant>,
+    /// Accepted connections closed too soon, in a row.
+    short_closes: u32,
+    takeover_reported: bool,
+}
+
+/// What a failed connection means, for the poll task to act on.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// Wait this long before the next attempt.
+    pub retry_in: Duration,
+    /// Failed attempts in a row, this one included.
+    pub failures: u64,
+    /// The connection had been accepted.
+    pub was_connected: bool,
+    /// It was accepted and closed before it could count as working.
+    pub short_lived: bool,
+    /// Set once when accepted connections keep being closed right away (another client with the
+    /// same id is the usual cause).
+    pub takeover_suspected: bool,
+}
+
+impl Reconnect {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max,
+            next: min,
+            failures: 0,
+            connected_at: None,
+            short_closes: 0,
+            takeover_reported: false,
+        }
+    }
+
+    /// A CONNACK was received at `now`.
+    pub fn connected(&mut self, now: Instant) {
+        self.connected_at = Some(now);
+    }
+
+    /// The connection or the attempt failed at `now`.
+    pub fn failed(&mut self, now: Instant) -> Attempt {
+        let lasted = self
+            .connected_at
+            .take()
+            .map(|at| now.saturating_duration_since(at));
+        let was_connected = lasted.is_some();
+        let short_lived = lasted.is_some_and(|d| d < STABLE_AFTER);
+        if lasted.is_some_and(|d| d >= STABLE_AFTER) {
+            // A working connection broke: start over.
+            self.next = self.min;
+            self.failures = 0;
+            self.short_closes = 0;
+            self.takeover_reported = false;
+        }
+        if short_lived {
+            self.short_closes += 1;
+        }
+        self.failures += 1;
+        let retry_in = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let takeover_suspected =
+            short_lived && self.short_closes >= TAKEOVER_SUSPECT && !self.takeover_reported;
+        self.takeover_reported |= takeover_suspected;
+        Attempt {
+            retry_in,
+            failures: self.failures,
+            was_connected,
+            short_lived,
+            takeover_suspected,
+        }
+    }
 }
 
 /// Requests (records, acks) the client's channel holds before `try_*` calls wait in the outbox.
@@ -108,21 +205,19 @@ pub struct Poller {
     /// Subscription filters, to name them when the broker refuses one.
     pub filters: Vec<String>,
     pub url: String,
-    pub backoff_min: Duration,
-    pub backoff_max: Duration,
+    /// Named when another client seems to take the session over.
+    pub client_id: String,
+    pub reconnect: Reconnect,
     /// Stops reconnect attempts; a connected client is stopped by its DISCONNECT instead.
     pub shutdown: CancellationToken,
 }
 
 impl Poller {
     pub async fn run(mut self) {
-        let mut backoff = self.backoff_min;
-        let mut failures: u64 = 0;
         loop {
             let event = match self.eventloop.poll().await {
                 Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
-                    backoff = self.backoff_min;
-                    failures = 0;
+                    self.reconnect.connected(Instant::now());
                     self.metrics.connected.set(1);
                     self.health.set_connected(true);
                     let n = self.metrics.connections.inc();
@@ -153,9 +248,9 @@ impl Poller {
                 Ok(_) => continue,
                 Err(error) => {
                     self.metrics.connected.set(0);
-                    let was_connected = self.health.set_connected(false);
-                    failures += 1;
-                    self.log_error(&error, was_connected, failures, backoff);
+                    self.health.set_connected(false);
+                    let attempt = self.reconnect.failed(Instant::now());
+                    self.log_error(&error, &attempt);
                     let replay = self
                         .eventloop
                         .pending
@@ -167,17 +262,19 @@ impl Poller {
                         .collect::<HashSet<_>>();
                     if self
                         .events
-                        .send(MqttEvent::Disconnected { replay })
+                        .send(MqttEvent::Disconnected {
+                            replay,
+                            short_lived: attempt.short_lived,
+                        })
                         .await
                         .is_err()
                     {
                         return;
                     }
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(attempt.retry_in) => {}
                         () = self.shutdown.cancelled() => return,
                     }
-                    backoff = (backoff * 2).min(self.backoff_max);
                     continue;
                 }
             };
@@ -187,14 +284,23 @@ impl Poller {
         }
     }
 
-    fn log_error(
-        &self,
-        error: &ConnectionError,
-        was_connected: bool,
-        failures: u64,
-        retry_in: Duration,
-    ) {
-        let retry_in_ms = retry_in.as_millis() as u64;
+    fn log_error(&self, error: &ConnectionError, attempt: &Attempt) {
+        let retry_in_ms = attempt.retry_in.as_millis() as u64;
+        let attempts = attempt.failures;
+        // The first failure and every tenth one after: a broker down for hours should not flood.
+        let notable = attempts == 1 || attempts % 10 == 0;
+        if attempt.takeover_suspected {
+            tracing::error!(
+                url = %self.url,
+                client_id = %self.client_id,
+                attempts,
+                "the broker keeps closing the connection right after accepting it: most likely another \
+                 client uses the same broker.client_id {:?} and each connection takes the session from \
+                 the other. Give each mqimg instance its own broker.client_id; to spread frames across \
+                 instances, subscribe with $share/GROUP/FILTER",
+                self.client_id
+            );
+        }
         match error {
             ConnectionError::ConnectionRefused(code) => tracing::error!(
                 url = %self.url,
@@ -203,14 +309,31 @@ impl Poller {
                 "broker refused the connection: {}",
                 refusal_meaning(*code)
             ),
-            // The first failure and every tenth one after: a broker down for hours should not flood.
-            _ if was_connected || failures == 1 || failures % 10 == 0 => tracing::warn!(
+            _ if attempt.short_lived => {
+                if notable {
+                    tracing::warn!(
+                        url = %self.url,
+                        error = %error,
+                        attempts,
+                        retry_in_ms,
+                        "the broker closed the connection soon after accepting it"
+                    );
+                } else {
+                    tracing::debug!(url = %self.url, error = %error, retry_in_ms, "closed again");
+                }
+            }
+            _ if attempt.was_connected => tracing::warn!(
                 url = %self.url,
                 error = %error,
-                attempts = failures,
                 retry_in_ms,
-                "{}",
-                if was_connected { "connection to broker lost" } else { "cannot connect to broker" }
+                "connection to broker lost"
+            ),
+            _ if notable => tracing::warn!(
+                url = %self.url,
+                error = %error,
+                attempts,
+                retry_in_ms,
+                "cannot connect to broker"
             ),
             _ => {
                 tracing::debug!(url = %self.url, error = %error, retry_in_ms, "still cannot connect")
@@ -236,5 +359,75 @@ impl Poller {
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn failed_attempts_back_off_exponentially_up_to_the_cap() {
+        let mut r = Reconnect::new(MIN, MAX);
+        let now = Instant::now();
+        let waits: Vec<u64> = (0..10)
+            .map(|_| r.failed(now).retry_in.as_millis() as u64)
+            .collect();
+        assert_eq!(
+            waits,
+            [250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
+    }
+
+    #[test]
+    fn a_connection_that_lasted_starts_the_backoff_over() {
+        let mut r = Reconnect::new(MIN, MAX);
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            r.failed(t0);
+        }
+        r.connected(t0);
+        let attempt = r.failed(t0 + STABLE_AFTER);
+        assert_eq!(attempt.retry_in, MIN);
+        assert!(attempt.was_connected && !attempt.short_lived);
+        assert_eq!(attempt.failures, 1);
+    }
+
+    #[test]
+    fn a_connection_closed_right_after_its_connack_counts_as_a_failed_attempt() {
+        let mut r = Reconnect::new(MIN, MAX);
+        let t0 = Instant::now();
+        let mut waits = Vec::new();
+        for i in 0..6 {
+            let at = t0 + Duration::from_secs(i);
+            r.connected(at);
+            let attempt = r.failed(at + Duration::from_millis(100));
+            assert!(attempt.short_lived);
+            waits.push(attempt.retry_in.as_millis() as u64);
+        }
+        assert_eq!(waits, [250, 500, 1000, 2000, 4000, 8000]);
+    }
+
+    #[test]
+    fn repeated_closes_of_accepted_connections_are_reported_once_as_a_takeover() {
+        let mut r = Reconnect::new(MIN, MAX);
+        let t0 = Instant::now();
+        let reported: Vec<bool> = (0..8)
+            .map(|i| {
+                let at = t0 + Duration::from_secs(i);
+                r.connected(at);
+                r.failed(at).takeover_suspected
+            })
+            .collect();
+        assert_eq!(
+            reported,
+            [false, false, false, true, false, false, false, false]
+        );
+        // Unreachable-broker failures are not closes of accepted connections.
+        let mut r = Reconnect::new(MIN, MAX);
+        assert!((0..10).all(|_| !r.failed(t0).takeover_suspected));
     }
 }

@@ -19,6 +19,29 @@ pub enum OutputError {
     Io { path: PathBuf, source: io::Error },
 }
 
+impl OutputError {
+    /// The failure lies with the machine, not the frame (disk full, quota, read-only, permissions, I/O
+    /// error): the frame should wait and be stored later, not fail.
+    pub fn is_environmental(&self) -> bool {
+        use io::ErrorKind as K;
+        let Self::Io { source, .. } = self else {
+            return false;
+        };
+        matches!(
+            source.kind(),
+            K::StorageFull
+                | K::QuotaExceeded
+                | K::ReadOnlyFilesystem
+                | K::PermissionDenied
+                | K::ResourceBusy
+                | K::StaleNetworkFileHandle
+                | K::Interrupted
+                | K::TimedOut
+                | K::OutOfMemory
+        ) || source.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error())
+    }
+}
+
 /// Writes `bytes` to `path` so that a reader sees the old file or the whole new one, never a part, and
 /// the new one survives a power cut once this returns: temp file, fsync, rename, fsync of the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {

@@ -35,17 +35,35 @@ pub struct Job {
     pub received_at: SystemTime,
 }
 
-/// What a frame ended as: its record, ready to publish.
+/// What the workers made of a frame.
 #[derive(Debug)]
-pub struct Done {
+pub enum Done {
+    /// Its outcome, ready to publish.
+    Finished(Finished),
+    /// Storing it failed for a reason outside the frame (disk full, read-only, I/O error): it waits
+    /// and is tried again, unacked and without a failure record.
+    StoreBlocked { job: Job, error: String },
+}
+
+/// A frame's outcome: its record and what to tell the operator.
+#[derive(Debug)]
+pub struct Finished {
     pub seq: u64,
     /// The record as JSON (within `output.max_record_bytes`) and where it goes; `None` when that kind
     /// of record is turned off.
     pub record: Option<RecordOut>,
     /// What to tell the operator once the frame's outcome is final.
     pub report: Report,
-    /// Set when a frame file was written and still has to be flushed to disk.
-    pub stored: Option<Stored>,
+    /// A frame file was written for it.
+    pub stored: bool,
+    /// The frame, while its file still has to be flushed: if flushing fails it is stored again.
+    pub unsynced: Option<Job>,
+}
+
+/// What handling a job came to, before the worker wraps it (it owns the job).
+enum Handled {
+    Finished(Box<Finished>),
+    StoreBlocked(String),
 }
 
 /// One frame's outcome in the operator's terms: logged once, when it is final (stored and recorded,
@@ -73,6 +91,13 @@ pub enum Report {
 impl Report {
     pub fn is_ok(&self) -> bool {
         matches!(self, Self::Ok { .. })
+    }
+
+    /// The topic the frame arrived on.
+    pub fn topic(&self) -> &str {
+        match self {
+            Self::Ok { topic, .. } | Self::Failed { topic, .. } => topic,
+        }
     }
 
     /// The frame's one log line.
@@ -139,14 +164,6 @@ impl Report {
     }
 }
 
-/// What is needed to turn a stored frame's outcome into a failure if flushing its file fails.
-#[derive(Debug)]
-pub struct Stored {
-    pub topic: String,
-    pub received_at: SystemTime,
-    pub payload_bytes: usize,
-}
-
 /// What workers need to process any frame: read-only, shared by all of them.
 #[derive(Debug)]
 pub struct Context {
@@ -192,7 +209,7 @@ impl Context {
     }
 
     /// Processes one frame: decode, store, log, count, and serialize its record.
-    pub fn handle(&self, job: &Job) -> Done {
+    fn handle(&self, job: &Job) -> Handled {
         let options = self.options_for(&job.topic);
         let result = frame::process(&job.payload, Some(&job.topic), job.received_at, options)
             .and_then(|mut processed| {
@@ -212,6 +229,7 @@ impl Context {
                     };
                     match store() {
                         Ok(path) => processed.record.path = Some(path.display().to_string()),
+                        Err(e) if e.is_environmental() => return Ok(Err(e.to_string())),
                         Err(e) => {
                             return Err(Failure::new(
                                 Some(&job.topic),
@@ -223,10 +241,11 @@ impl Context {
                         }
                     }
                 }
-                Ok(processed)
+                Ok(Ok(processed))
             });
         match result {
-            Ok(processed) => {
+            Ok(Err(store_error)) => Handled::StoreBlocked(store_error),
+            Ok(Ok(processed)) => {
                 let r = &processed.record;
                 let report = Report::Ok {
                     topic: job.topic.clone(),
@@ -238,25 +257,22 @@ impl Context {
                     path: r.path.clone(),
                     warnings: r.warnings.clone(),
                 };
-                let stored = processed.record.path.is_some().then(|| Stored {
-                    topic: job.topic.clone(),
-                    received_at: job.received_at,
-                    payload_bytes: job.payload.len(),
-                });
+                let stored = processed.record.path.is_some();
                 let record = Record::Success(Box::new(processed.record));
-                Done {
+                Handled::Finished(Box::new(Finished {
                     seq: job.seq,
                     record: self.record_out(&self.output.results_topic, &job.topic, record),
                     report,
                     stored,
-                }
+                    unsynced: None,
+                }))
             }
-            Err(failure) => self.failed(job.seq, failure),
+            Err(failure) => Handled::Finished(Box::new(self.failed(job.seq, failure))),
         }
     }
 
     /// The outcome of a frame that failed (also used by the delivery task for queue drops).
-    pub fn failed(&self, seq: u64, failure: Failure) -> Done {
+    pub fn failed(&self, seq: u64, failure: Failure) -> Finished {
         let topic = failure.topic.clone().unwrap_or_default();
         self.metrics.count_failure(failure.stage);
         let report = Report::Failed {
@@ -265,11 +281,12 @@ impl Context {
             payload_bytes: failure.payload_bytes,
             error: failure.error.clone(),
         };
-        Done {
+        Finished {
             seq,
             record: self.record_out(&self.output.errors_topic, &topic, Record::Failure(failure)),
             report,
-            stored: None,
+            stored: false,
+            unsynced: None,
         }
     }
 
@@ -357,25 +374,32 @@ fn sync(stored: &Receiver<Done>, done: &mpsc::Sender<Done>, context: &Context) {
                 Err(_) => break,
             }
         }
+        let unsynced = |d: &Done| matches!(d, Done::Finished(f) if f.unsynced.is_some());
         if let Some(dir) = &context.output.dir
-            && batch.iter().any(|d| d.stored.is_some())
-            && let Err(error) = sink::sync_filesystem(dir)
+            && batch.iter().any(unsynced)
         {
-            // The files may not be on disk: their frames must not be acked as stored.
+            let flushed = sink::sync_filesystem(dir);
             batch = batch
                 .into_iter()
-                .map(|d| {
-                    let Some(stored) = &d.stored else {
-                        return d;
-                    };
-                    let failure = Failure::new(
-                        Some(&stored.topic),
-                        stored.received_at,
-                        stored.payload_bytes,
-                        Stage::Store,
-                        format!("cannot flush the frame file to disk: {error}"),
-                    );
-                    context.failed(d.seq, failure)
+                .map(|d| match (d, &flushed) {
+                    (Done::Finished(mut f), Ok(())) => {
+                        // Durable now: the payload can go.
+                        f.unsynced = None;
+                        Done::Finished(f)
+                    }
+                    // The files may not be on disk: their frames must not be acked as stored, and
+                    // whatever failed the flush is not their fault. Write them again later.
+                    (
+                        Done::Finished(Finished {
+                            unsynced: Some(job),
+                            ..
+                        }),
+                        Err(error),
+                    ) => Done::StoreBlocked {
+                        job,
+                        error: format!("cannot flush frame files to disk: {error}"),
+                    },
+                    (d, _) => d,
                 })
                 .collect();
         }
@@ -391,7 +415,7 @@ fn work(jobs: &crossbeam_channel::Receiver<Job>, done: &SyncSender<Done>, contex
     while let Ok(job) = jobs.recv() {
         // A decoder bug must not kill the worker: the frame would never finish and, acked in order,
         // would hold back every frame after it.
-        let outcome =
+        let handled =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| context.handle(&job)))
                 .unwrap_or_else(|panic| {
                     let what = panic
@@ -406,8 +430,17 @@ fn work(jobs: &crossbeam_channel::Receiver<Job>, done: &SyncSender<Done>, contex
                         Stage::Decode,
                         format!("the decoder crashed on this frame: {what}"),
                     );
-                    context.failed(job.seq, failure)
+                    Handled::Finished(Box::new(context.failed(job.seq, failure)))
                 });
+        let outcome = match handled {
+            Handled::Finished(mut finished) => {
+                if finished.stored {
+                    finished.unsynced = Some(job);
+                }
+                Done::Finished(*finished)
+            }
+            Handled::StoreBlocked(error) => Done::StoreBlocked { job, error },
+        };
         if done.send(outcome).is_err() {
             return;
         }

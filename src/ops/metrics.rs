@@ -41,6 +41,12 @@ pub struct Metrics {
     pub waiting_peak: Gauge<i64, AtomicI64>,
     /// Frames received but not yet finished and acked.
     pub in_flight: Gauge<i64, AtomicI64>,
+    /// 1 while frames cannot be stored (disk full, read-only, I/O errors): they wait unacked.
+    pub storage_blocked: Gauge<i64, AtomicI64>,
+    /// Frames whose storage failed for a reason outside them and that were put back to wait.
+    pub store_retries: Counter,
+    /// Bytes held for frames in flight (payloads, topics, records), against `pipeline.max_inflight_bytes`.
+    pub held_bytes: Gauge<i64, AtomicI64>,
     /// 1 while connected to the broker.
     pub connected: Gauge<i64, AtomicI64>,
     /// Successful connections (the first one included).
@@ -62,6 +68,9 @@ impl Default for Metrics {
             backlog: Gauge::default(),
             waiting_peak: Gauge::default(),
             in_flight: Gauge::default(),
+            storage_blocked: Gauge::default(),
+            store_retries: Counter::default(),
+            held_bytes: Gauge::default(),
             connected: Gauge::default(),
             connections: Counter::default(),
             registry: Registry::with_prefix("mqimg"),
@@ -113,6 +122,21 @@ impl Default for Metrics {
             "frames_in_flight",
             "Frames received and not yet finished",
             m.in_flight.clone(),
+        );
+        r.register(
+            "storage_blocked",
+            "1 while frames cannot be stored (they wait unacked)",
+            m.storage_blocked.clone(),
+        );
+        r.register(
+            "store_retries",
+            "Frames put back to wait because storage failed for a reason outside them",
+            m.store_retries.clone(),
+        );
+        r.register(
+            "inflight_bytes",
+            "Bytes held for frames in flight (payloads, topics, records)",
+            m.held_bytes.clone(),
         );
         r.register(
             "connected",

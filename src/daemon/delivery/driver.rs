@@ -16,11 +16,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::state::{Arrival, Delivery, Outcome, Request, Rules};
+use super::state::{Arrival, Delivery, DropReason, Outcome, Request, Rules, StoreFailed};
 use crate::config::{Qos, Settings};
 use crate::daemon::mqtt::{self, MqttEvent};
-use crate::daemon::workers::{Context, Done, Job, Report};
+use crate::daemon::workers::{Context, Done, Finished, Job, Report};
 use crate::frame::record::{Failure, Stage};
+use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 
 /// How soon requests the client's channel refused are offered again.
@@ -49,10 +50,18 @@ pub struct Driver {
     /// Builds failure records for frames dropped here.
     context: Arc<Context>,
     metrics: Arc<Metrics>,
+    /// Readiness: says when frames cannot be stored.
+    health: Arc<Health>,
     /// What each frame became, logged once its outcome is final.
     reports: HashMap<u64, Report>,
     /// PUBACKs sent for frames, to notice a stall.
     acked: u64,
+    /// `pipeline.max_inflight_bytes`, for messages.
+    max_held_bytes: usize,
+    /// When to try storing again, while storage fails.
+    store_retry_at: Option<Instant>,
+    /// When storage started failing, for the recovery message.
+    blocked_since: Option<Instant>,
 }
 
 impl Driver {
@@ -61,13 +70,14 @@ impl Driver {
         client: AsyncClient,
         jobs: Sender<Job>,
         context: Arc<Context>,
-        metrics: Arc<Metrics>,
+        (metrics, health): (Arc<Metrics>, Arc<Health>),
     ) -> Self {
         let rules = Rules {
             manual_acks: !settings.broker.clean_session,
             record_qos: settings.output.qos,
             backlog_frames: settings.pipeline.queue_frames,
             subscribe: !settings.subscriptions.is_empty(),
+            max_held_bytes: settings.pipeline.max_inflight_bytes,
         };
         Self {
             state: Delivery::new(rules),
@@ -82,8 +92,12 @@ impl Driver {
             jobs: Some(jobs),
             context,
             metrics,
+            health,
             reports: HashMap::new(),
             acked: 0,
+            max_held_bytes: settings.pipeline.max_inflight_bytes,
+            store_retry_at: None,
+            blocked_since: None,
         }
     }
 
@@ -132,6 +146,10 @@ impl Driver {
                     }
                     last_acked = self.acked;
                 }
+                () = sleep_until(self.store_retry_at), if self.store_retry_at.is_some() => {
+                    self.store_retry_at = None;
+                    self.state.retry_storage();
+                }
                 () = sleep_until(deadline), if deadline.is_some() => {
                     summary.deadline_hit = true;
                     break;
@@ -158,7 +176,10 @@ impl Driver {
     fn on_event(&mut self, event: MqttEvent) {
         match event {
             MqttEvent::Connected { session_present } => self.state.on_connected(session_present),
-            MqttEvent::Disconnected { replay } => self.state.on_disconnected(replay),
+            MqttEvent::Disconnected {
+                replay,
+                short_lived,
+            } => self.state.on_disconnected(replay, short_lived),
             MqttEvent::Frame(publish) => self.on_frame(publish),
             MqttEvent::RecordSent(pkid) => {
                 if let Err(unknown) = self.state.on_record_sent(pkid) {
@@ -195,37 +216,126 @@ impl Driver {
             qos,
             header,
         );
-        if let Arrival::Dropped(job) = arrival {
-            self.drop_for_queue(job);
+        if let Arrival::Dropped(job, reason) = arrival {
+            self.drop_qos0(job, reason);
         }
     }
 
-    /// A QoS 0 frame that found the workers busy ends here, with a failure record.
-    fn drop_for_queue(&mut self, job: Job) {
+    /// A QoS 0 frame that cannot wait ends here, with a failure record.
+    fn drop_qos0(&mut self, job: Job, reason: DropReason) {
+        let (stage, error) = match reason {
+            DropReason::QueueFull => (
+                Stage::Queue,
+                format!(
+                    "decode queue full ({} frames waiting, pipeline.queue_frames): QoS 0 frame dropped",
+                    self.context.queue_frames()
+                ),
+            ),
+            DropReason::Bytes => (
+                Stage::Queue,
+                format!(
+                    "{} bytes held for frames in flight, at pipeline.max_inflight_bytes ({}): QoS 0 frame dropped",
+                    self.state.held_bytes(),
+                    self.max_held_bytes
+                ),
+            ),
+            DropReason::Storage => (
+                Stage::Store,
+                "frames cannot be stored right now (see the storage error logged before): QoS 0 frame dropped"
+                    .to_owned(),
+            ),
+        };
         let failure = Failure::new(
             Some(&job.topic),
             job.received_at,
             job.payload.len(),
-            Stage::Queue,
-            format!(
-                "decode queue full ({} frames waiting, pipeline.queue_frames): QoS 0 frame dropped",
-                self.context.queue_frames()
-            ),
+            stage,
+            error,
         );
         let outcome = self.context.failed(job.seq, failure);
-        self.on_done(outcome);
+        self.on_finished(outcome);
     }
 
     fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Finished(finished) => self.on_finished(finished),
+            Done::StoreBlocked { job, error } => self.on_store_blocked(job, error),
+        }
+    }
+
+    fn on_finished(&mut self, done: Finished) {
         if done.report.is_ok() {
             // Counted here, not by the worker: only now is its file known to be on disk.
             self.metrics.ok.inc();
         }
         self.reports.insert(done.seq, done.report);
-        self.state.on_done(Outcome {
+        let recovered = self.state.on_done(Outcome {
             seq: done.seq,
             record: done.record,
+            stored: done.stored,
         });
+        if recovered {
+            let after = self
+                .blocked_since
+                .take()
+                .map_or(0, |t| t.elapsed().as_secs());
+            tracing::info!(
+                after_secs = after,
+                waiting = self.state.backlog(),
+                "storage works again: frames waiting for it are being stored"
+            );
+            self.store_retry_at = None;
+            self.metrics.storage_blocked.set(0);
+            self.health.set_storage_blocked(None);
+        }
+    }
+
+    /// Storing failed for a reason outside the frame: it waits, unacked (a QoS 0 frame cannot).
+    fn on_store_blocked(&mut self, job: Job, error: String) {
+        let (topic, received_at, payload_bytes) =
+            (job.topic.clone(), job.received_at, job.payload.len());
+        match self.state.on_store_failed(job) {
+            StoreFailed::Waiting {
+                newly_blocked,
+                retry_in,
+            } => {
+                self.metrics.store_retries.inc();
+                if newly_blocked {
+                    tracing::error!(
+                        error,
+                        "frames cannot be stored: they wait unacked and intake is paused until storage works again (retrying every {}-{} s)",
+                        super::state::STORE_RETRY_MIN.as_secs(),
+                        super::state::STORE_RETRY_MAX.as_secs()
+                    );
+                    self.blocked_since = Some(Instant::now());
+                    self.metrics.storage_blocked.set(1);
+                    self.health.set_storage_blocked(Some(error));
+                } else {
+                    tracing::debug!(topic, error, "frame waits for storage");
+                }
+                if let Some(retry_in) = retry_in {
+                    self.store_retry_at = Some(Instant::now() + retry_in);
+                }
+            }
+            StoreFailed::Abandoned => {
+                tracing::debug!(
+                    topic,
+                    error,
+                    "frame not stored at shutdown: left for redelivery"
+                );
+            }
+            StoreFailed::Dropped(job) => {
+                let failure = Failure::new(
+                    Some(&topic),
+                    received_at,
+                    payload_bytes,
+                    Stage::Store,
+                    format!("{error} (a QoS 0 frame cannot wait for storage: dropped)"),
+                );
+                let outcome = self.context.failed(job.seq, failure);
+                self.on_finished(outcome);
+            }
+        }
     }
 
     /// After each event: hand jobs to the workers, requests to the client, log finished frames.
@@ -236,13 +346,27 @@ impl Driver {
                 Ok(()) => {}
                 Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
                     if let Some(job) = self.state.queue_refused(job) {
-                        self.drop_for_queue(job);
+                        self.drop_qos0(job, DropReason::QueueFull);
                     }
                     break;
                 }
             }
         }
         self.flush();
+        for (seq, record_topic) in self.state.take_given_up() {
+            let topic = self
+                .reports
+                .get(&seq)
+                .map(Report::topic)
+                .unwrap_or_default();
+            tracing::error!(
+                topic,
+                record_topic,
+                "the broker closed the connection each time this record was sent ({} times in a row): record given up, and later ones on that topic too; the frame is acked",
+                super::state::RECORD_STRIKES
+            );
+            self.metrics.records_failed.inc();
+        }
         for seq in self.state.take_finished() {
             if let Some(report) = self.reports.remove(&seq) {
                 report.log(seq);
@@ -253,6 +377,7 @@ impl Driver {
         m.queue_depth.set(queued as i64);
         m.backlog.set(self.state.backlog() as i64);
         m.in_flight.set(self.state.in_flight() as i64);
+        m.held_bytes.set(self.state.held_bytes() as i64);
         let waiting = (queued + self.state.backlog()) as i64;
         if waiting > m.waiting_peak.get() {
             m.waiting_peak.set(waiting);

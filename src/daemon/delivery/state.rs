@@ -19,12 +19,22 @@
 //! 5. Because of rule 4 the backlog always holds the *newest* frames: once it is non-empty every later
 //!    frame joins it. Draining relies on this: it abandons the backlog (never acked, so redelivered)
 //!    without holding back the ack of any older frame.
+//! 6. Storage failing for a reason outside the frame (disk full, read-only, I/O error) is not the
+//!    frame's fault: the frame waits unacked, without a failure record, and jobs stop going to the
+//!    workers. After a delay (1 s, doubling to 30 s) one of the waiting frames is tried again; when it
+//!    is stored, every waiting frame follows, oldest first. A QoS 0 frame cannot wait for redelivery:
+//!    it ends with a `store` failure record.
+//! 7. Memory is bounded by bytes as well as frames: payloads, topics and records held for frames in
+//!    flight are counted, and at `max_held_bytes` intake pauses (QoS 0 frames are dropped instead).
+//! 8. A record that the broker answers by closing the connection is given up after three such
+//!    closes in a row (its frame finishes, so it is acked), and so is any later record on the same
+//!    topic: otherwise the broker's redelivery of the frame would start the loop again.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::mem;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use std::time::SystemTime;
 
 use crate::config::Qos;
 use crate::daemon::workers::Job;
@@ -42,7 +52,20 @@ pub struct Outcome {
     pub seq: u64,
     /// The record to publish; `None` when that kind of record is turned off.
     pub record: Option<RecordOut>,
+    /// Its file was written and flushed (proof that storage works again).
+    pub stored: bool,
 }
+
+/// First wait before storage is tried again after an environmental failure.
+pub const STORE_RETRY_MIN: Duration = Duration::from_secs(1);
+/// Longest wait between storage retries.
+pub const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Closes right after a record is sent, in a row, before the record is given up.
+pub const RECORD_STRIKES: u32 = 3;
+/// Record topics remembered as refused (oldest forgotten first).
+const REFUSED_TOPICS: usize = 1024;
+/// Bookkeeping per frame beyond its payload, topic and record, for the byte bound.
+const FRAME_OVERHEAD_BYTES: usize = 512;
 
 /// A request for the MQTT client, in the order it must be made.
 #[derive(Debug, PartialEq, Eq)]
@@ -65,8 +88,8 @@ pub enum Request<A> {
 pub enum Arrival {
     /// Taken: it reaches the workers through [`Delivery::next_job`].
     Accepted(u64),
-    /// A QoS 0 frame that found the workers busy: the driver ends it with a failure record.
-    Dropped(Job),
+    /// A QoS 0 frame that cannot wait: the driver ends it with a failure record saying why.
+    Dropped(Job, DropReason),
     /// Shutdown has begun: not processed, not acked (the broker redelivers it unless it was QoS 0).
     Refused,
 }
@@ -82,6 +105,45 @@ pub struct Rules {
     pub backlog_frames: usize,
     /// There are subscriptions to make.
     pub subscribe: bool,
+    /// Bytes held for frames in flight (payloads, topics, records) before intake pauses.
+    pub max_held_bytes: usize,
+}
+
+/// Why a QoS 0 frame was dropped on arrival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The workers' queue is full, or frames wait before it.
+    QueueFull,
+    /// `max_held_bytes` is reached.
+    Bytes,
+    /// Frames cannot be stored right now.
+    Storage,
+}
+
+/// What became of a frame whose storage failed for a reason outside the frame.
+#[derive(Debug)]
+pub enum StoreFailed {
+    /// It waits. `newly_blocked` is set when storage was fine until now (the driver says so once);
+    /// `retry_in`, when set, is when the driver should call [`Delivery::retry_storage`].
+    Waiting {
+        newly_blocked: bool,
+        retry_in: Option<Duration>,
+    },
+    /// A QoS 0 frame: nothing would redeliver it, so it ends with a failure record.
+    Dropped(Job),
+    /// Shutting down: it is left unacked for the broker to redeliver.
+    Abandoned,
+}
+
+/// Storage while it is failing.
+#[derive(Debug)]
+struct Blocked {
+    /// The wait before the next try.
+    delay: Duration,
+    /// The frame handed to the workers as a probe, if one is out.
+    probe: Option<u64>,
+    /// A probe may be sent.
+    probe_due: bool,
 }
 
 /// One frame between arrival and the end of its life here.
@@ -98,6 +160,10 @@ struct InFlight<A> {
     record_handle: Option<usize>,
     /// Its outcome is durable: reported by its worker, record acknowledged (or none to wait for).
     finished: bool,
+    /// Bytes counted against `max_held_bytes` for it.
+    held: usize,
+    /// Its payload is with the workers (counted in `held` until they report).
+    payload_out: usize,
 }
 
 /// The delivery state machine. `A` is the token a frame is acked with (rumqttc's publish header).
@@ -116,10 +182,23 @@ pub struct Delivery<A> {
     backlog: VecDeque<Job>,
     /// The workers' queue refused a job: hold the backlog until a worker reports progress.
     queue_full: bool,
+    /// Frames whose storage failed for a reason outside them, oldest first; tried again before the
+    /// backlog.
+    retry: VecDeque<Job>,
+    /// Set while storage is failing.
+    blocked: Option<Blocked>,
+    /// Bytes held for frames in flight.
+    held_bytes: usize,
     /// Records handed to the client, waiting for their packet id, in hand-over order.
     unassigned: VecDeque<u64>,
-    /// Record packet id → frame.
-    awaiting_puback: HashMap<u16, u64>,
+    /// Record packet id → frame and the connection it was sent on.
+    awaiting_puback: HashMap<u16, (u64, u64)>,
+    /// Record topic → closes of the connection in a row right after its record was sent.
+    strikes: HashMap<String, u32>,
+    /// Record topics given up on (rule 8), oldest first.
+    refused: VecDeque<String>,
+    /// Frames whose record was given up since the last [`Delivery::take_given_up`].
+    given_up: Vec<(u64, String)>,
     /// Handles of the records the client held for replay when the connection failed.
     replay: HashSet<usize>,
     outbox: VecDeque<Request<A>>,
@@ -142,8 +221,14 @@ impl<A> Delivery<A> {
             acks: VecDeque::new(),
             backlog: VecDeque::new(),
             queue_full: false,
+            retry: VecDeque::new(),
+            blocked: None,
+            held_bytes: 0,
             unassigned: VecDeque::new(),
             awaiting_puback: HashMap::new(),
+            strikes: HashMap::new(),
+            refused: VecDeque::new(),
+            given_up: Vec::new(),
             replay: HashSet::new(),
             outbox: VecDeque::new(),
             finished: Vec::new(),
@@ -190,7 +275,7 @@ impl<A> Delivery<A> {
         };
         let mut again: Vec<u64> = self.unassigned.iter().copied().filter(lost).collect();
         self.unassigned.retain(|seq| !lost(seq));
-        again.extend(self.awaiting_puback.drain().map(|(_, seq)| seq));
+        again.extend(self.awaiting_puback.drain().map(|(_, (seq, _))| seq));
         again.sort_unstable();
         for seq in again {
             if let Some(record) = self.frames.get(&seq).and_then(|f| f.record.clone()) {
@@ -200,11 +285,77 @@ impl<A> Delivery<A> {
     }
 
     /// The connection failed; `replay` holds the handles of the records the client kept to resend.
-    pub fn on_disconnected(&mut self, replay: HashSet<usize>) {
+    /// `short_lived`: the broker closed it soon after accepting it (rule 8's evidence).
+    pub fn on_disconnected(&mut self, replay: HashSet<usize>, short_lived: bool) {
         self.connected = false;
         self.replay = replay;
+        if short_lived {
+            self.strike_oldest_unacked_record();
+        } else {
+            self.strikes.clear();
+        }
         // Rule 2: an ack queued now would reach the next connection with a stale packet id.
         self.outbox.retain(|r| !matches!(r, Request::Ack(_)));
+    }
+
+    /// Rule 8: the broker processes packets in order, so the record it choked on is the oldest one
+    /// sent on this connection and not acknowledged.
+    fn strike_oldest_unacked_record(&mut self) {
+        let generation = self.generation;
+        let Some(seq) = self
+            .awaiting_puback
+            .values()
+            .filter(|(_, sent_on)| *sent_on == generation)
+            .map(|(seq, _)| *seq)
+            .min()
+        else {
+            return;
+        };
+        let Some(topic) = self
+            .frames
+            .get(&seq)
+            .and_then(|f| f.record.as_ref())
+            .map(|r| r.topic.clone())
+        else {
+            return;
+        };
+        let strikes = self.strikes.entry(topic.clone()).or_insert(0);
+        *strikes += 1;
+        if *strikes < RECORD_STRIKES {
+            return;
+        }
+        self.strikes.remove(&topic);
+        if self.refused.len() == REFUSED_TOPICS {
+            self.refused.pop_front();
+        }
+        self.refused.push_back(topic.clone());
+        // Give up every frame whose record goes there, wherever it is on its way out.
+        let victims: Vec<u64> = self
+            .frames
+            .iter()
+            .filter(|(_, f)| !f.finished && f.record.as_ref().is_some_and(|r| r.topic == topic))
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in victims {
+            self.give_up(seq);
+        }
+    }
+
+    /// Rule 8: the frame's record will not be published; its frame finishes.
+    fn give_up(&mut self, seq: u64) {
+        self.awaiting_puback.retain(|_, (s, _)| *s != seq);
+        self.unassigned.retain(|s| *s != seq);
+        self.outbox
+            .retain(|r| !matches!(r, Request::Publish { seq: s, .. } if *s == seq));
+        if let Some(topic) = self
+            .frames
+            .get(&seq)
+            .and_then(|f| f.record.as_ref())
+            .map(|r| r.topic.clone())
+        {
+            self.given_up.push((seq, topic));
+        }
+        self.finish(seq);
     }
 
     /// A frame arrived with `qos`; `ack` is what acknowledges it on this connection.
@@ -223,6 +374,10 @@ impl<A> Delivery<A> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let awaits_ack = self.rules.manual_acks && qos != Qos::AtMostOnce;
+        let payload_out = payload.len() + topic.len();
+        let held = payload_out + FRAME_OVERHEAD_BYTES;
+        let over_bound = self.held_bytes >= self.rules.max_held_bytes;
+        self.held_bytes += held;
         self.frames.insert(
             seq,
             InFlight {
@@ -232,6 +387,8 @@ impl<A> Delivery<A> {
                 record: None,
                 record_handle: None,
                 finished: false,
+                held,
+                payload_out,
             },
         );
         if awaits_ack {
@@ -243,9 +400,25 @@ impl<A> Delivery<A> {
             payload,
             received_at,
         };
-        // Rule 4: a QoS 0 frame never waits behind others.
-        if qos == Qos::AtMostOnce && (self.queue_full || !self.backlog.is_empty()) {
-            return Arrival::Dropped(job);
+        // Rules 4, 6 and 7: a QoS 0 frame never waits, and is not held over the bound. While storage
+        // fails it is dropped too, unless it can be the probe that finds storage working again.
+        if qos == Qos::AtMostOnce {
+            let reason = if self
+                .blocked
+                .as_ref()
+                .is_some_and(|b| !b.probe_due || !self.retry.is_empty())
+            {
+                Some(DropReason::Storage)
+            } else if self.queue_full || !self.backlog.is_empty() {
+                Some(DropReason::QueueFull)
+            } else if over_bound {
+                Some(DropReason::Bytes)
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Arrival::Dropped(job, reason);
+            }
         }
         self.backlog.push_back(job);
         Arrival::Accepted(seq)
@@ -256,13 +429,31 @@ impl<A> Delivery<A> {
         if self.queue_full || self.draining {
             return None;
         }
-        self.backlog.pop_front()
+        if let Some(blocked) = &mut self.blocked {
+            // Rule 6: only a probe goes out while storage is failing.
+            if !mem::take(&mut blocked.probe_due) {
+                return None;
+            }
+            let job = self
+                .retry
+                .pop_front()
+                .or_else(|| self.backlog.pop_front())?;
+            blocked.probe = Some(job.seq);
+            return Some(job);
+        }
+        self.retry.pop_front().or_else(|| self.backlog.pop_front())
     }
 
     /// The workers' queue had no room for `job` (from [`Delivery::next_job`]). A QoS 0 frame comes
     /// back to be dropped; any other waits at the head of the backlog.
     pub fn queue_refused(&mut self, job: Job) -> Option<Job> {
         self.queue_full = true;
+        if let Some(blocked) = &mut self.blocked
+            && blocked.probe == Some(job.seq)
+        {
+            blocked.probe = None;
+            blocked.probe_due = true;
+        }
         let qos = self.frames.get(&job.seq).map_or(Qos::AtMostOnce, |f| f.qos);
         if qos == Qos::AtMostOnce {
             return Some(job);
@@ -271,23 +462,102 @@ impl<A> Delivery<A> {
         None
     }
 
+    /// Rule 6: a worker could not store `job` for a reason outside the frame.
+    pub fn on_store_failed(&mut self, job: Job) -> StoreFailed {
+        self.queue_full = false;
+        let qos = self.frames.get(&job.seq).map_or(Qos::AtMostOnce, |f| f.qos);
+        if self.draining && qos != Qos::AtMostOnce {
+            if let Some(frame) = self.frames.remove(&job.seq) {
+                self.held_bytes -= frame.held;
+            }
+            self.abandoned += 1;
+            return StoreFailed::Abandoned;
+        }
+        let newly_blocked = self.blocked.is_none();
+        let blocked = self.blocked.get_or_insert(Blocked {
+            delay: STORE_RETRY_MIN,
+            probe: None,
+            probe_due: false,
+        });
+        let retry_in = if newly_blocked {
+            Some(blocked.delay)
+        } else if blocked.probe == Some(job.seq) {
+            // The probe failed too: wait longer before the next one.
+            blocked.probe = None;
+            blocked.delay = (blocked.delay * 2).min(STORE_RETRY_MAX);
+            Some(blocked.delay)
+        } else {
+            None
+        };
+        if qos == Qos::AtMostOnce {
+            return StoreFailed::Dropped(job);
+        }
+        // Older than anything in the backlog: keep arrival order among the waiting frames.
+        let at = self.retry.partition_point(|j| j.seq < job.seq);
+        self.retry.insert(at, job);
+        StoreFailed::Waiting {
+            newly_blocked,
+            retry_in,
+        }
+    }
+
+    /// The storage retry delay has passed: let one waiting frame try.
+    pub fn retry_storage(&mut self) {
+        if let Some(blocked) = &mut self.blocked
+            && blocked.probe.is_none()
+        {
+            blocked.probe_due = true;
+        }
+    }
+
+    /// Storage is failing (rule 6): the frames waiting for it.
+    pub fn storage_blocked(&self) -> Option<usize> {
+        self.blocked.as_ref().map(|_| self.retry.len())
+    }
+
     /// A worker (or the driver, for a dropped frame) reports a frame's durable outcome.
-    pub fn on_done(&mut self, outcome: Outcome) {
+    /// Returns whether this ended a storage failure (rule 6): the driver says so once.
+    pub fn on_done(&mut self, outcome: Outcome) -> bool {
         // A worker made progress: its queue has room again.
         self.queue_full = false;
-        let Some(frame) = self.frames.get_mut(&outcome.seq) else {
-            return;
+        let mut recovered = false;
+        if let Some(blocked) = &mut self.blocked
+            && blocked.probe == Some(outcome.seq)
+        {
+            if outcome.stored {
+                self.blocked = None;
+                recovered = true;
+            } else {
+                // It failed for its own reasons before reaching the disk: try the next one now.
+                blocked.probe = None;
+                blocked.probe_due = true;
+            }
+        }
+        let seq = outcome.seq;
+        let Some(frame) = self.frames.get_mut(&seq) else {
+            return recovered;
         };
+        // The payload is gone with the job; the record is kept until the broker has it, and the
+        // client holds a copy of it meanwhile.
+        let record_bytes = outcome
+            .record
+            .as_ref()
+            .map_or(0, |r| 2 * (r.topic.len() + r.payload.len()));
+        self.held_bytes = self.held_bytes - frame.payload_out + record_bytes;
+        frame.held = frame.held - frame.payload_out + record_bytes;
+        frame.payload_out = 0;
         match outcome.record {
+            Some(record) if self.refused.contains(&record.topic) => {
+                frame.record = Some(record);
+                self.give_up(seq);
+            }
             Some(record) => {
                 frame.record = Some(record.clone());
-                self.outbox.push_back(Request::Publish {
-                    seq: outcome.seq,
-                    record,
-                });
+                self.outbox.push_back(Request::Publish { seq, record });
             }
-            None => self.finish(outcome.seq),
+            None => self.finish(seq),
         }
+        recovered
     }
 
     /// The client took the record of `seq` for publishing; `handle` identifies it in its replay queue.
@@ -315,14 +585,16 @@ impl<A> Delivery<A> {
             return Ok(());
         }
         let seq = self.unassigned.pop_front().ok_or(UnknownPublish(pkid))?;
-        self.awaiting_puback.insert(pkid, seq);
+        self.awaiting_puback.insert(pkid, (seq, self.generation));
         Ok(())
     }
 
     /// The broker acknowledged the record publish `pkid`. Returns whether it was one of ours.
     pub fn on_record_acked(&mut self, pkid: u16) -> bool {
         match self.awaiting_puback.remove(&pkid) {
-            Some(seq) => {
+            Some((seq, _)) => {
+                // The broker takes records again: whatever closed the connection before was not them.
+                self.strikes.clear();
                 self.finish(seq);
                 true
             }
@@ -334,9 +606,14 @@ impl<A> Delivery<A> {
     /// backlog frames were given up.
     pub fn start_draining(&mut self) -> usize {
         self.draining = true;
-        let dropped = mem::take(&mut self.backlog);
+        let mut dropped = mem::take(&mut self.backlog);
+        // Frames waiting for storage are older; abandoning them holds back later acks, which is
+        // right: acks go in order, and the broker redelivers all of them.
+        dropped.extend(mem::take(&mut self.retry));
         for job in &dropped {
-            self.frames.remove(&job.seq);
+            if let Some(frame) = self.frames.remove(&job.seq) {
+                self.held_bytes -= frame.held;
+            }
         }
         self.abandoned += dropped.len() as u64;
         dropped.len()
@@ -352,6 +629,11 @@ impl<A> Delivery<A> {
         self.outbox.push_front(request);
     }
 
+    /// Frames whose record was given up (rule 8) since the last call, with the record topic.
+    pub fn take_given_up(&mut self) -> Vec<(u64, String)> {
+        mem::take(&mut self.given_up)
+    }
+
     /// Frames finished since the last call, in the order they finished.
     pub fn take_finished(&mut self) -> Vec<u64> {
         mem::take(&mut self.finished)
@@ -360,7 +642,15 @@ impl<A> Delivery<A> {
     /// Whether to take more events: not while the backlog is full (intake pause), except when
     /// draining (new frames are then refused, not held).
     pub fn accepting(&self) -> bool {
-        self.draining || self.backlog.len() < self.rules.backlog_frames
+        self.draining
+            || (self.backlog.len() < self.rules.backlog_frames
+                && self.blocked.is_none()
+                && self.held_bytes < self.rules.max_held_bytes)
+    }
+
+    /// Bytes held for frames in flight (rule 7).
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
     }
 
     /// Nothing is left that could still finish.
@@ -373,9 +663,9 @@ impl<A> Delivery<A> {
         self.frames.len()
     }
 
-    /// Frames waiting for a worker in the backlog.
+    /// Frames waiting for a worker: in the backlog, or for storage to work again.
     pub fn backlog(&self) -> usize {
-        self.backlog.len()
+        self.backlog.len() + self.retry.len()
     }
 
     /// Frames waiting for their PUBACK to be sent.
@@ -421,6 +711,8 @@ impl<A> Delivery<A> {
         }
         frame.finished = true;
         frame.record = None;
+        self.held_bytes -= frame.held;
+        frame.held = 0;
         self.finished.push(seq);
         if frame.ack.is_none() {
             self.frames.remove(&seq);

@@ -10,8 +10,12 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use super::state::{Arrival, Delivery, Outcome, RecordOut, Request, Rules, UnknownPublish};
+use super::state::{
+    Arrival, Delivery, DropReason, Outcome, RECORD_STRIKES, RecordOut, Request, Rules, StoreFailed,
+    UnknownPublish,
+};
 use crate::config::Qos;
+use crate::daemon::workers::Job;
 
 /// An ack token: the frame's seq and the connection it arrived on.
 type Token = (u64, u64);
@@ -22,6 +26,16 @@ fn rules() -> Rules {
         record_qos: Qos::AtLeastOnce,
         backlog_frames: 2,
         subscribe: true,
+        max_held_bytes: 1 << 20,
+    }
+}
+
+/// A worker's outcome for `seq`, its file stored.
+fn done(seq: u64, record: Option<RecordOut>) -> Outcome {
+    Outcome {
+        seq,
+        record,
+        stored: true,
     }
 }
 
@@ -102,23 +116,14 @@ fn acks_go_out_in_arrival_order_once_each_outcome_is_durable() {
     let seqs: Vec<u64> = (0..3).map(|i| tokened_frame(&mut d, i)).collect();
     assert_eq!(submit_all(&mut d), seqs);
     // The later frames finish first: nothing may be acked before frame 0.
-    d.on_done(Outcome {
-        seq: 2,
-        record: None,
-    });
-    d.on_done(Outcome {
-        seq: 1,
-        record: record(1),
-    });
+    d.on_done(done(2, None));
+    d.on_done(done(1, record(1)));
     let published = requests(&mut d);
     assert_eq!(published.len(), 1, "{published:?}");
     record_round_trip(&mut d, 1, 7);
     assert!(acks(&requests(&mut d)).is_empty());
     // Frame 0's record is published but not yet acknowledged by the broker: still no ack.
-    d.on_done(Outcome {
-        seq: 0,
-        record: record(0),
-    });
+    d.on_done(done(0, record(0)));
     requests(&mut d);
     d.record_handed(0, 1000);
     d.on_record_sent(8).unwrap();
@@ -134,9 +139,9 @@ fn a_frame_is_never_acked_on_a_later_connection() {
     let mut d = connected();
     let seq = tokened_frame(&mut d, 0);
     submit_all(&mut d);
-    d.on_disconnected(HashSet::new());
+    d.on_disconnected(HashSet::new(), false);
     d.on_connected(true);
-    d.on_done(Outcome { seq, record: None });
+    d.on_done(done(seq, None));
     assert!(acks(&requests(&mut d)).is_empty());
     assert_eq!(d.in_flight(), 0, "the finished frame is forgotten");
 }
@@ -146,11 +151,11 @@ fn acks_queued_when_the_connection_drops_are_discarded() {
     let mut d = connected();
     let seq = tokened_frame(&mut d, 0);
     submit_all(&mut d);
-    d.on_done(Outcome { seq, record: None });
+    d.on_done(done(seq, None));
     // The client's channel is full: the ack waits in the outbox when the connection drops.
     let ack = d.next_request().unwrap();
     d.retry(ack);
-    d.on_disconnected(HashSet::new());
+    d.on_disconnected(HashSet::new(), false);
     d.on_connected(true);
     assert!(acks(&requests(&mut d)).is_empty());
 }
@@ -160,8 +165,8 @@ fn a_frame_finished_while_disconnected_is_not_acked_after_the_reconnect() {
     let mut d = connected();
     let seq = tokened_frame(&mut d, 0);
     submit_all(&mut d);
-    d.on_disconnected(HashSet::new());
-    d.on_done(Outcome { seq, record: None });
+    d.on_disconnected(HashSet::new(), false);
+    d.on_done(done(seq, None));
     assert!(acks(&requests(&mut d)).is_empty());
     d.on_connected(true);
     assert!(acks(&requests(&mut d)).is_empty());
@@ -176,10 +181,7 @@ fn records_lost_with_the_session_are_published_again() {
     let c = tokened_frame(&mut d, 2);
     submit_all(&mut d);
     for seq in [a, b, c] {
-        d.on_done(Outcome {
-            seq,
-            record: record(seq),
-        });
+        d.on_done(done(seq, record(seq)));
     }
     requests(&mut d);
     // a went out and awaits its PUBACK; b was handed over but not sent; c was handed over after the
@@ -187,7 +189,7 @@ fn records_lost_with_the_session_are_published_again() {
     d.record_handed(a, 100);
     d.on_record_sent(5).unwrap();
     d.record_handed(b, 101);
-    d.on_disconnected(HashSet::from([100, 101]));
+    d.on_disconnected(HashSet::from([100, 101]), false);
     d.record_handed(c, 102);
     d.on_connected(false);
     let again: Vec<u64> = requests(&mut d)
@@ -208,14 +210,11 @@ fn records_are_not_republished_when_the_session_survives() {
     let mut d = connected();
     let a = tokened_frame(&mut d, 0);
     submit_all(&mut d);
-    d.on_done(Outcome {
-        seq: a,
-        record: record(a),
-    });
+    d.on_done(done(a, record(a)));
     requests(&mut d);
     d.record_handed(a, 100);
     d.on_record_sent(5).unwrap();
-    d.on_disconnected(HashSet::from([100]));
+    d.on_disconnected(HashSet::from([100]), false);
     d.on_connected(true);
     assert!(requests(&mut d).is_empty());
     // rumqttc retransmits it with the same packet id: not a new publish.
@@ -232,10 +231,10 @@ fn subscribes_on_the_first_connection_and_whenever_the_session_is_lost() {
     let mut d: Delivery<Token> = Delivery::new(rules());
     d.on_connected(true);
     assert_eq!(requests(&mut d), vec![Request::Subscribe]);
-    d.on_disconnected(HashSet::new());
+    d.on_disconnected(HashSet::new(), false);
     d.on_connected(true);
     assert!(requests(&mut d).is_empty());
-    d.on_disconnected(HashSet::new());
+    d.on_disconnected(HashSet::new(), false);
     d.on_connected(false);
     assert_eq!(requests(&mut d), vec![Request::Subscribe]);
     let mut none: Delivery<Token> = Delivery::new(Rules {
@@ -261,10 +260,7 @@ fn a_full_queue_fills_the_backlog_then_pauses_intake() {
     tokened_frame(&mut d, 1);
     assert_eq!(d.backlog(), 2);
     assert!(!d.accepting(), "backlog_frames = 2 reached: intake pauses");
-    d.on_done(Outcome {
-        seq: 99,
-        record: None,
-    });
+    d.on_done(done(99, None));
     assert_eq!(submit_all(&mut d), vec![0, 1], "oldest first");
     assert!(d.accepting());
 }
@@ -284,14 +280,14 @@ fn a_qos0_frame_is_dropped_when_the_queue_is_full_or_others_wait() {
         Qos::AtMostOnce,
         (0, 1),
     ) {
-        Arrival::Dropped(job) => assert_eq!(job.seq, seq + 1),
+        Arrival::Dropped(job, reason) => {
+            assert_eq!(job.seq, seq + 1);
+            assert_eq!(reason, DropReason::QueueFull);
+        }
         other => panic!("{other:?}"),
     }
     // Its failure record finishes it like any other frame; QoS 0 is never acked.
-    d.on_done(Outcome {
-        seq: seq + 1,
-        record: None,
-    });
+    d.on_done(done(seq + 1, None));
     assert!(acks(&requests(&mut d)).is_empty());
 }
 
@@ -319,10 +315,7 @@ fn draining_abandons_the_backlog_without_holding_back_older_acks() {
         Arrival::Refused
     ));
     assert!(!d.drained(), "the frame at the worker may still finish");
-    d.on_done(Outcome {
-        seq: old,
-        record: None,
-    });
+    d.on_done(done(old, None));
     assert_eq!(acks(&requests(&mut d)), vec![(0, 1)]);
     assert!(d.drained());
     assert_eq!(d.unfinished(), 3, "two abandoned, one refused");
@@ -352,10 +345,7 @@ fn a_qos0_record_finishes_its_frame_when_handed_over() {
     requests(&mut d);
     let seq = tokened_frame(&mut d, 0);
     submit_all(&mut d);
-    d.on_done(Outcome {
-        seq,
-        record: record(seq),
-    });
+    d.on_done(done(seq, record(seq)));
     requests(&mut d);
     d.record_handed(seq, 1);
     assert_eq!(acks(&requests(&mut d)), vec![(0, 1)]);
@@ -367,14 +357,8 @@ fn a_record_that_can_never_be_sent_does_not_block_later_acks() {
     let a = tokened_frame(&mut d, 0);
     let b = tokened_frame(&mut d, 1);
     submit_all(&mut d);
-    d.on_done(Outcome {
-        seq: a,
-        record: record(a),
-    });
-    d.on_done(Outcome {
-        seq: b,
-        record: None,
-    });
+    d.on_done(done(a, record(a)));
+    d.on_done(done(b, None));
     requests(&mut d);
     d.record_refused(a);
     assert_eq!(acks(&requests(&mut d)), vec![(0, 1), (1, 1)]);
@@ -390,9 +374,211 @@ fn with_a_clean_session_nothing_is_acked_by_mqimg() {
     requests(&mut d);
     let seq = tokened_frame(&mut d, 0);
     submit_all(&mut d);
-    d.on_done(Outcome { seq, record: None });
+    d.on_done(done(seq, None));
     assert!(acks(&requests(&mut d)).is_empty());
     assert_eq!(d.in_flight(), 0);
+}
+
+fn job(seq: u64) -> Job {
+    Job {
+        seq,
+        topic: "cam".into(),
+        payload: Bytes::new(),
+        received_at: SystemTime::now(),
+    }
+}
+
+#[test]
+fn a_frame_that_cannot_be_stored_waits_unacked_and_storage_is_probed_with_backoff() {
+    let mut d = connected();
+    let a = tokened_frame(&mut d, 0);
+    let b = tokened_frame(&mut d, 1);
+    assert_eq!(submit_all(&mut d), vec![a, b]);
+    match d.on_store_failed(job(a)) {
+        StoreFailed::Waiting {
+            newly_blocked: true,
+            retry_in: Some(wait),
+        } => assert_eq!(wait, super::state::STORE_RETRY_MIN),
+        other => panic!("{other:?}"),
+    }
+    // The other job failing too changes neither the state nor the timer.
+    assert!(matches!(
+        d.on_store_failed(job(b)),
+        StoreFailed::Waiting {
+            newly_blocked: false,
+            retry_in: None
+        }
+    ));
+    assert_eq!(d.storage_blocked(), Some(2));
+    assert!(!d.accepting(), "intake pauses while storage fails");
+    assert!(d.next_job().is_none(), "nothing goes out before the delay");
+    assert!(requests(&mut d).is_empty(), "no failure record, no ack");
+    // The delay passes: one probe, the oldest; it fails: the delay doubles.
+    d.retry_storage();
+    assert_eq!(submit_all(&mut d), vec![a]);
+    match d.on_store_failed(job(a)) {
+        StoreFailed::Waiting {
+            newly_blocked: false,
+            retry_in: Some(wait),
+        } => assert_eq!(wait, 2 * super::state::STORE_RETRY_MIN),
+        other => panic!("{other:?}"),
+    }
+    // Storage works again: the probe is stored, the rest follows in order, acks resume.
+    d.retry_storage();
+    assert_eq!(submit_all(&mut d), vec![a]);
+    assert!(d.on_done(done(a, None)), "recovery is reported");
+    assert_eq!(d.storage_blocked(), None);
+    assert_eq!(submit_all(&mut d), vec![b]);
+    assert!(!d.on_done(done(b, None)));
+    assert_eq!(acks(&requests(&mut d)), vec![(0, 1), (1, 1)]);
+}
+
+#[test]
+fn a_probe_that_fails_for_its_own_reasons_does_not_end_the_storage_failure() {
+    let mut d = connected();
+    let a = tokened_frame(&mut d, 0);
+    let b = tokened_frame(&mut d, 1);
+    submit_all(&mut d);
+    d.on_store_failed(job(a));
+    d.on_store_failed(job(b));
+    d.retry_storage();
+    assert_eq!(submit_all(&mut d), vec![a]);
+    // It was not an image after all: a failure record, nothing written.
+    let failed = Outcome {
+        seq: a,
+        record: None,
+        stored: false,
+    };
+    assert!(!d.on_done(failed));
+    assert_eq!(d.storage_blocked(), Some(1));
+    assert_eq!(submit_all(&mut d), vec![b], "the next one probes at once");
+}
+
+#[test]
+fn a_qos0_frame_that_cannot_be_stored_is_dropped_and_the_next_one_probes() {
+    let mut d = connected();
+    let seq = frame(&mut d, Qos::AtMostOnce, 1);
+    submit_all(&mut d);
+    assert!(matches!(d.on_store_failed(job(seq)), StoreFailed::Dropped(j) if j.seq == seq));
+    let arrive = |d: &mut Delivery<Token>| {
+        d.on_frame(
+            "cam".into(),
+            Bytes::new(),
+            SystemTime::now(),
+            Qos::AtMostOnce,
+            (0, 1),
+        )
+    };
+    assert!(matches!(
+        arrive(&mut d),
+        Arrival::Dropped(_, DropReason::Storage)
+    ));
+    d.retry_storage();
+    assert!(matches!(arrive(&mut d), Arrival::Accepted(_)));
+    assert_eq!(submit_all(&mut d).len(), 1, "the probe");
+}
+
+#[test]
+fn intake_pauses_at_the_byte_bound_and_qos0_frames_are_dropped_there() {
+    let mut d: Delivery<Token> = Delivery::new(Rules {
+        max_held_bytes: 10_000,
+        backlog_frames: 100,
+        ..rules()
+    });
+    d.on_connected(false);
+    let big = |d: &mut Delivery<Token>, qos| {
+        d.on_frame(
+            "cam".into(),
+            Bytes::from(vec![0; 6000]),
+            SystemTime::now(),
+            qos,
+            (0, 1),
+        )
+    };
+    assert!(matches!(
+        big(&mut d, Qos::AtLeastOnce),
+        Arrival::Accepted(0)
+    ));
+    assert!(d.accepting());
+    assert!(matches!(
+        big(&mut d, Qos::AtLeastOnce),
+        Arrival::Accepted(1)
+    ));
+    assert!(!d.accepting(), "{} bytes held", d.held_bytes());
+    assert_eq!(submit_all(&mut d), vec![0, 1]);
+    assert!(!d.accepting(), "still held by the workers");
+    assert!(matches!(
+        big(&mut d, Qos::AtMostOnce),
+        Arrival::Dropped(_, DropReason::Bytes)
+    ));
+    // The payloads are gone once the workers report; the records are held until acknowledged.
+    d.on_done(done(0, None));
+    d.on_done(done(1, None));
+    d.on_done(done(2, None));
+    assert_eq!(d.held_bytes(), 0);
+    assert!(d.accepting());
+}
+
+#[test]
+fn a_record_the_broker_closes_the_connection_on_is_given_up_after_three_times() {
+    let mut d = connected();
+    let seq = tokened_frame(&mut d, 0);
+    submit_all(&mut d);
+    d.on_done(done(seq, record(seq)));
+    for (pkid, round) in (1..).zip(1..=3) {
+        let published = requests(&mut d);
+        assert!(
+            published
+                .iter()
+                .any(|r| matches!(r, Request::Publish { seq: s, .. } if *s == seq)),
+            "round {round}: {published:?}"
+        );
+        d.record_handed(seq, round);
+        d.on_record_sent(pkid).unwrap();
+        // The broker drops the connection right away, every time.
+        d.on_disconnected(HashSet::from([round]), true);
+        d.on_connected(false);
+    }
+    assert_eq!(
+        d.take_given_up(),
+        vec![(seq, "mqimg/results/cam/0".to_owned())]
+    );
+    assert_eq!(d.in_flight(), 0, "the frame is finished");
+    assert!(
+        !requests(&mut d)
+            .iter()
+            .any(|r| matches!(r, Request::Publish { .. })),
+        "not published again"
+    );
+    // The broker redelivers the frame: its record goes to the same topic and is given up at once.
+    let again = tokened_frame(&mut d, 1);
+    submit_all(&mut d);
+    d.on_done(Outcome {
+        seq: again,
+        record: Some(RecordOut {
+            topic: "mqimg/results/cam/0".into(),
+            payload: b"again".to_vec(),
+        }),
+        stored: true,
+    });
+    assert_eq!(acks(&requests(&mut d)), vec![(1, 1)]);
+}
+
+#[test]
+fn connections_lost_for_other_reasons_do_not_count_against_a_record() {
+    let mut d = connected();
+    let seq = tokened_frame(&mut d, 0);
+    submit_all(&mut d);
+    d.on_done(done(seq, record(seq)));
+    for round in 1..=5 {
+        requests(&mut d);
+        d.record_handed(seq, round);
+        d.on_record_sent(round as u16).unwrap();
+        // A connection that had worked for a while: not the record's doing.
+        d.on_disconnected(HashSet::from([round]), round % 2 == 0);
+        d.on_connected(false);
+    }
+    assert!(d.take_given_up().is_empty());
 }
 
 // ---- property test -------------------------------------------------------------------------------
@@ -402,14 +588,21 @@ enum Op {
     Connect {
         session_present: bool,
     },
-    Disconnect,
+    Disconnect {
+        short_lived: bool,
+    },
     Frame {
         qos: u8,
+        bytes: usize,
     },
     /// The next submission finds the workers' queue full.
     QueueFull,
     /// A worker finishes the job at this index (modulo the jobs at the workers).
     WorkerDone(usize),
+    /// A worker cannot store the job at this index: the disk is full.
+    StoreFails(usize),
+    /// The storage retry delay passed.
+    StoreRetry,
     /// The client takes up to this many requests, then its channel is full.
     Execute(usize),
     /// The client sends the next handed-over record.
@@ -422,10 +615,12 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         1 => any::<bool>().prop_map(|session_present| Op::Connect { session_present }),
-        1 => Just(Op::Disconnect),
-        6 => (0u8..3).prop_map(|qos| Op::Frame { qos }),
+        1 => any::<bool>().prop_map(|short_lived| Op::Disconnect { short_lived }),
+        6 => (0u8..3, 0usize..4000).prop_map(|(qos, bytes)| Op::Frame { qos, bytes }),
         1 => Just(Op::QueueFull),
         5 => any::<usize>().prop_map(Op::WorkerDone),
+        1 => any::<usize>().prop_map(Op::StoreFails),
+        1 => Just(Op::StoreRetry),
         5 => (0usize..6).prop_map(Op::Execute),
         4 => Just(Op::Send),
         4 => any::<usize>().prop_map(Op::PubAck),
@@ -467,6 +662,8 @@ struct Sim {
     /// Model: frames the worker has reported, and whether they had a record.
     worked: HashMap<u64, bool>,
     abandoned: HashSet<u64>,
+    /// Connections closed right after being accepted.
+    short_closes: u32,
 }
 
 impl Sim {
@@ -488,6 +685,7 @@ impl Sim {
             last_acked: HashMap::new(),
             worked: HashMap::new(),
             abandoned: HashSet::new(),
+            short_closes: 0,
         }
     }
 
@@ -508,31 +706,35 @@ impl Sim {
                 }
                 self.d.on_connected(session_present);
             }
-            Op::Disconnect => {
+            Op::Disconnect { short_lived } => {
                 if !self.connected {
                     return Ok(());
                 }
+                self.short_closes += u32::from(short_lived);
                 self.connected = false;
                 let mut replay = HashSet::new();
                 for h in &mut self.held {
                     h.pending = true;
                     replay.insert(h.handle);
                 }
-                self.d.on_disconnected(replay);
+                self.d.on_disconnected(replay, short_lived);
+                self.collect_given_up()?;
             }
-            Op::Frame { qos } => {
-                if !self.connected {
+            Op::Frame { qos, bytes } => {
+                // The driver reads no events while intake is paused.
+                if !self.connected || !self.d.accepting() {
                     return Ok(());
                 }
                 let qos = Qos::try_from(qos).unwrap();
                 // Seqs are handed out in arrival order from 0: the token can name the frame.
                 let token = (self.next_seq, self.generation);
-                let arrival =
-                    self.d
-                        .on_frame("cam".into(), Bytes::new(), SystemTime::now(), qos, token);
+                let payload = Bytes::from(vec![0; bytes]);
+                let arrival = self
+                    .d
+                    .on_frame("cam".into(), payload, SystemTime::now(), qos, token);
                 let seq = match arrival {
                     Arrival::Accepted(seq) => seq,
-                    Arrival::Dropped(job) => {
+                    Arrival::Dropped(job, _) => {
                         prop_assert_eq!(job.seq, token.0);
                         self.next_seq += 1;
                         self.arrived.insert(job.seq, (token.1, qos));
@@ -552,6 +754,30 @@ impl Sim {
                     self.worker_done(seq, seq % 3 != 0);
                 }
             }
+            Op::StoreFails(i) => {
+                if !self.at_workers.is_empty() {
+                    let seq = self.at_workers.remove(i % self.at_workers.len());
+                    let job = Job {
+                        seq,
+                        topic: "cam".into(),
+                        payload: Bytes::new(),
+                        received_at: SystemTime::now(),
+                    };
+                    match self.d.on_store_failed(job) {
+                        StoreFailed::Waiting { .. } => {
+                            prop_assert!(self.d.storage_blocked().is_some());
+                        }
+                        StoreFailed::Abandoned => {
+                            self.abandoned.insert(seq);
+                        }
+                        StoreFailed::Dropped(job) => {
+                            prop_assert_eq!(self.arrived[&job.seq].1, Qos::AtMostOnce);
+                            self.worker_done(job.seq, true);
+                        }
+                    }
+                }
+            }
+            Op::StoreRetry => self.d.retry_storage(),
             Op::Execute(n) => return self.execute(n),
             Op::Send => {
                 if self.connected
@@ -589,15 +815,27 @@ impl Sim {
         self.pump()
     }
 
+    /// Records given up (rule 8) finish their frame without a PUBACK.
+    fn collect_given_up(&mut self) -> Result<(), TestCaseError> {
+        for (seq, _) in self.d.take_given_up() {
+            prop_assert!(
+                self.short_closes >= RECORD_STRIKES,
+                "record of frame {} given up after {} short-lived connections",
+                seq,
+                self.short_closes
+            );
+            self.durable.insert(seq);
+        }
+        Ok(())
+    }
+
     fn worker_done(&mut self, seq: u64, with_record: bool) {
         self.worked.insert(seq, with_record);
         if !with_record {
             self.durable.insert(seq);
         }
-        self.d.on_done(Outcome {
-            seq,
-            record: with_record.then(|| record(seq)).flatten(),
-        });
+        self.d
+            .on_done(done(seq, with_record.then(|| record(seq)).flatten()));
     }
 
     /// What the driver does after each event: submit jobs (maybe into a full queue).
@@ -678,6 +916,12 @@ fn run(rules: Rules, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut sim = Sim::new(rules);
     for op in ops {
         sim.apply(op)?;
+        // Rule 7: intake stops at the bound, so at most one frame (and its overhead) goes over it.
+        prop_assert!(
+            sim.d.held_bytes() <= rules.max_held_bytes + 2 * 4000 + 4096,
+            "{} bytes held",
+            sim.d.held_bytes()
+        );
     }
     // Settle: a stable connection, every worker and the broker answering, the client always free.
     if !sim.connected {
@@ -694,6 +938,7 @@ fn run(rules: Rules, ops: &[Op]) -> Result<(), TestCaseError> {
             sim.acked.len(),
             sim.d.outbox(),
         );
+        sim.d.retry_storage();
         sim.pump()?;
         while let Some(seq) = sim.at_workers.pop() {
             sim.worker_done(seq, seq % 3 != 0);
@@ -721,12 +966,22 @@ fn run(rules: Rules, ops: &[Op]) -> Result<(), TestCaseError> {
     // except abandoned backlog frames.
     // Frames of earlier connections may have been acked on their own connection (checked above) or
     // not at all (the broker redelivers them).
+    // Acks go in order: an abandoned frame (never acked) holds back every later one on its connection.
+    let awaits_ack = |qos: Qos| rules.manual_acks && qos != Qos::AtMostOnce;
+    let first_abandoned = sim
+        .arrived
+        .iter()
+        .filter(|(seq, (generation, qos))| {
+            *generation == final_generation && awaits_ack(*qos) && sim.abandoned.contains(seq)
+        })
+        .map(|(seq, _)| *seq)
+        .min()
+        .unwrap_or(u64::MAX);
     for (&seq, &(generation, qos)) in &sim.arrived {
         if generation != final_generation {
             continue;
         }
-        let expect_ack =
-            rules.manual_acks && qos != Qos::AtMostOnce && !sim.abandoned.contains(&seq);
+        let expect_ack = awaits_ack(qos) && seq < first_abandoned;
         prop_assert_eq!(
             sim.acked.contains(&seq),
             expect_ack,
@@ -736,6 +991,12 @@ fn run(rules: Rules, ops: &[Op]) -> Result<(), TestCaseError> {
         );
     }
     prop_assert!(sim.d.drained(), "work left after settling");
+    // Storage stays blocked only when nothing waits for it: the next frame is the probe.
+    prop_assert!(
+        sim.d.storage_blocked().unwrap_or(0) == 0,
+        "frames still wait for storage"
+    );
+    prop_assert_eq!(sim.d.held_bytes(), 0, "bytes still counted for no frame");
     Ok(())
 }
 
@@ -748,12 +1009,14 @@ proptest! {
         manual_acks in any::<bool>(),
         record_qos in 0u8..2,
         backlog_frames in 1usize..4,
+        max_held_bytes in 2000usize..20_000,
     ) {
         let rules = Rules {
             manual_acks,
             record_qos: Qos::try_from(record_qos).unwrap(),
             backlog_frames,
             subscribe: true,
+            max_held_bytes,
         };
         run(rules, &ops)?;
     }
