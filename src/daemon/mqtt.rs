@@ -133,7 +133,7 @@ impl Reconnect {
 }
 
 /// Requests (records, acks) the client's channel holds before `try_*` calls wait in the outbox.
-const REQUEST_QUEUE: usize = 256;
+const REQUEST_QUEUE: usize = 64;
 /// Outgoing record publishes awaiting their PUBACK.
 const RECORDS_IN_FLIGHT: u16 = 100;
 

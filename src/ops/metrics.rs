@@ -31,6 +31,8 @@ pub struct Metrics {
     pub records_published: Counter,
     /// Records that could never be published (invalid record topic).
     pub records_failed: Counter,
+    /// Failure records of dropped QoS 0 frames not published: records were at the byte bound.
+    pub records_dropped: Counter,
     /// PUBACKs sent for frames.
     pub acked: Counter,
     /// Frames in the decode workers' queue.
@@ -63,6 +65,7 @@ impl Default for Metrics {
             failed: Family::default(),
             records_published: Counter::default(),
             records_failed: Counter::default(),
+            records_dropped: Counter::default(),
             acked: Counter::default(),
             queue_depth: Gauge::default(),
             backlog: Gauge::default(),
@@ -101,6 +104,11 @@ impl Default for Metrics {
             "records_failed",
             "Records that could not be published",
             m.records_failed.clone(),
+        );
+        r.register(
+            "records_dropped",
+            "Failure records of dropped QoS 0 frames not published (records at pipeline.max_inflight_bytes)",
+            m.records_dropped.clone(),
         );
         r.register("frames_acked", "PUBACKs sent for frames", m.acked.clone());
         r.register(

@@ -2,6 +2,7 @@
 
 mod cli;
 mod daemon;
+mod faults;
 mod publish;
 mod restart;
 mod support;

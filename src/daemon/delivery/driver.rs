@@ -43,7 +43,6 @@ pub struct Driver {
     /// The MQTT client; only ever called with `try_*`.
     client: AsyncClient,
     subscriptions: Vec<SubscribeFilter>,
-    record_qos: QoS,
     retain: bool,
     /// The workers' queue (bounded: `pipeline.queue_frames`); `None` once draining.
     jobs: Option<Sender<Job>>,
@@ -87,7 +86,6 @@ impl Driver {
                 .iter()
                 .map(|s| SubscribeFilter::new(s.topic.clone(), mqtt::qos(s.qos)))
                 .collect(),
-            record_qos: mqtt::qos(settings.output.qos),
             retain: settings.output.retain,
             jobs: Some(jobs),
             context,
@@ -113,6 +111,7 @@ impl Driver {
         let mut summary = Summary::default();
         let mut deadline: Option<Instant> = None;
         let mut watchdog = tokio::time::interval(STALL_WARNING);
+        let mut ack_pacing = tokio::time::interval(super::state::ACK_DEBT_HALF_LIFE);
         let mut last_acked = 0;
         loop {
             // Intake pauses while the backlog is full: the poll task then waits on the events channel,
@@ -139,6 +138,7 @@ impl Driver {
                 // The client's channel was full. Space frees up as rumqttc sends, but not every send is
                 // reported to this task (acks are not), so retry shortly instead of waiting for an event.
                 () = tokio::time::sleep(OUTBOX_RETRY), if self.state.outbox() > 0 => {}
+                _ = ack_pacing.tick() => self.state.tick(),
                 _ = watchdog.tick() => {
                     // Only frames awaiting an ack can stall: QoS 0 and clean sessions never ack.
                     if self.acked == last_acked && self.state.awaiting_ack() > 0 {
@@ -204,10 +204,15 @@ impl Driver {
             QoS::AtLeastOnce => Qos::AtLeastOnce,
             QoS::ExactlyOnce => Qos::ExactlyOnce,
         };
-        // The ack needs the header only: the payload moves on to the worker.
+        // The ack needs the packet id and QoS only: the payload moves on to the worker, and a topic
+        // can be 64 KiB.
         let header = Publish {
+            dup: publish.dup,
+            qos: publish.qos,
+            retain: publish.retain,
+            topic: String::new(),
+            pkid: publish.pkid,
             payload: bytes::Bytes::new(),
-            ..publish.clone()
         };
         let arrival = self.state.on_frame(
             publish.topic,
@@ -378,6 +383,10 @@ impl Driver {
         m.backlog.set(self.state.backlog() as i64);
         m.in_flight.set(self.state.in_flight() as i64);
         m.held_bytes.set(self.state.held_bytes() as i64);
+        let dropped = self.state.records_dropped();
+        if dropped > m.records_dropped.get() {
+            m.records_dropped.inc_by(dropped - m.records_dropped.get());
+        }
         let waiting = (queued + self.state.backlog()) as i64;
         if waiting > m.waiting_peak.get() {
             m.waiting_peak.set(waiting);
@@ -393,25 +402,31 @@ impl Driver {
                     .try_subscribe_many(self.subscriptions.clone())
                     .err()
                     .map(|_| Request::Subscribe),
-                Request::Publish { seq, mut record } => {
+                Request::Publish {
+                    seq,
+                    mut record,
+                    qos,
+                } => {
                     // rumqttc keeps this allocation as the publish payload: its address identifies the
                     // record in the client's replay queue. Exact capacity keeps it from being moved.
                     record.payload.shrink_to_fit();
                     let handle = record.payload.as_ptr() as usize;
                     match self.client.try_publish(
                         record.topic.as_str(),
-                        self.record_qos,
+                        mqtt::qos(qos),
                         self.retain,
                         record.payload.clone(),
                     ) {
                         Ok(()) => {
-                            self.state.record_handed(seq, handle);
-                            if self.record_qos == QoS::AtMostOnce {
+                            self.state.record_handed(seq, handle, qos);
+                            if qos == Qos::AtMostOnce {
                                 self.metrics.records_published.inc();
                             }
                             None
                         }
-                        Err(ClientError::TryRequest(_)) => Some(Request::Publish { seq, record }),
+                        Err(ClientError::TryRequest(_)) => {
+                            Some(Request::Publish { seq, record, qos })
+                        }
                         Err(e) => {
                             // Only an invalid topic gets here: the record can never be sent.
                             tracing::error!(topic = record.topic, error = %e, "cannot publish record");

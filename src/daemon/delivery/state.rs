@@ -25,7 +25,16 @@
 //!    is stored, every waiting frame follows, oldest first. A QoS 0 frame cannot wait for redelivery:
 //!    it ends with a `store` failure record.
 //! 7. Memory is bounded by bytes as well as frames: payloads, topics and records held for frames in
-//!    flight are counted, and at `max_held_bytes` intake pauses (QoS 0 frames are dropped instead).
+//!    flight are counted against `max_held_bytes`. Payloads leave with the workers, so when they
+//!    reach the bound intake pauses (the driver stops reading the connection). Records leave only
+//!    when the broker acknowledges them, which it cannot do while the connection is not read: record
+//!    bytes never pause intake. Frame acks are paced instead: each ack lets the broker send more QoS
+//!    1/2 frames (Mosquitto 2.0 sends up to `max_inflight_messages` more per ack, `ACK_RELEASES`), so
+//!    an ack goes out only while the record bytes held plus what its releases may bring stay under the
+//!    bound;
+//!    record acknowledgements keep flowing meanwhile; QoS 0 frames are dropped on arrival, their records are
+//!    published at QoS 0 (at most once, like the frame: no acknowledgement to wait for), and past the
+//!    bound the record of a dropped QoS 0 frame is dropped too (counted).
 //! 8. A record that the broker answers by closing the connection is given up after three such
 //!    closes in a row (its frame finishes, so it is acked), and so is any later record on the same
 //!    topic: otherwise the broker's redelivery of the frame would start the loop again.
@@ -66,17 +75,25 @@ pub const RECORD_STRIKES: u32 = 3;
 const REFUSED_TOPICS: usize = 1024;
 /// Bookkeeping per frame beyond its payload, topic and record, for the byte bound.
 const FRAME_OVERHEAD_BYTES: usize = 512;
+/// How often [`Delivery::tick`] halves the ack debt.
+pub const ACK_DEBT_HALF_LIFE: Duration = Duration::from_millis(100);
+/// Frames the broker may send for each ack: Mosquitto 2.0 refills up to `max_inflight_messages` (20)
+/// per PUBACK (`bench/inflight_probe.py`); a conforming broker sends one.
+pub const ACK_RELEASES: usize = 20;
 
 /// A request for the MQTT client, in the order it must be made.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Request<A> {
     /// (Re-)subscribe to the configured filters.
     Subscribe,
-    /// Publish the record of frame `seq`; report [`Delivery::record_handed`] or
-    /// [`Delivery::record_refused`].
+    /// Publish the record of frame `seq` at `qos` (the frame's own QoS when lower than
+    /// `output.qos`: a QoS 0 frame's record needs no acknowledgement); report
+    /// [`Delivery::record_handed`] or [`Delivery::record_refused`]. A copy: the state keeps its own
+    /// until the broker acknowledges it, to publish again if the session is lost.
     Publish {
         seq: u64,
         record: RecordOut,
+        qos: Qos,
     },
     /// Acknowledge a frame with the token it arrived with.
     Ack(A),
@@ -160,10 +177,10 @@ struct InFlight<A> {
     record_handle: Option<usize>,
     /// Its outcome is durable: reported by its worker, record acknowledged (or none to wait for).
     finished: bool,
-    /// Bytes counted against `max_held_bytes` for it.
-    held: usize,
-    /// Its payload is with the workers (counted in `held` until they report).
-    payload_out: usize,
+    /// Bytes of its payload and topic, until the workers report it.
+    payload_held: usize,
+    /// Bytes of its record (and the client's copy), until the broker acknowledges it.
+    record_held: usize,
 }
 
 /// The delivery state machine. `A` is the token a frame is acked with (rumqttc's publish header).
@@ -187,8 +204,17 @@ pub struct Delivery<A> {
     retry: VecDeque<Job>,
     /// Set while storage is failing.
     blocked: Option<Blocked>,
-    /// Bytes held for frames in flight.
-    held_bytes: usize,
+    /// Bytes of payloads held for frames not yet reported by the workers.
+    payload_bytes: usize,
+    /// Bytes of records held until the broker acknowledges them.
+    record_bytes: usize,
+    /// Records of dropped QoS 0 frames not published because records were at the bound.
+    records_dropped: u64,
+    /// QoS 1/2 frames our acks may still bring (rule 7), decayed by [`Delivery::tick`].
+    ack_debt: usize,
+    /// What a frame's record costs in bytes (with the client's copy), the recent maximum. Payloads
+    /// need no pacing: they pause intake themselves.
+    record_cost: usize,
     /// Records handed to the client, waiting for their packet id, in hand-over order.
     unassigned: VecDeque<u64>,
     /// Record packet id → frame and the connection it was sent on.
@@ -223,7 +249,11 @@ impl<A> Delivery<A> {
             queue_full: false,
             retry: VecDeque::new(),
             blocked: None,
-            held_bytes: 0,
+            payload_bytes: 0,
+            record_bytes: 0,
+            records_dropped: 0,
+            ack_debt: 0,
+            record_cost: FRAME_OVERHEAD_BYTES,
             unassigned: VecDeque::new(),
             awaiting_puback: HashMap::new(),
             strikes: HashMap::new(),
@@ -278,8 +308,11 @@ impl<A> Delivery<A> {
         again.extend(self.awaiting_puback.drain().map(|(_, (seq, _))| seq));
         again.sort_unstable();
         for seq in again {
-            if let Some(record) = self.frames.get(&seq).and_then(|f| f.record.clone()) {
-                self.outbox.push_back(Request::Publish { seq, record });
+            if let Some(frame) = self.frames.get(&seq)
+                && let Some(record) = frame.record.clone()
+            {
+                let qos = frame.qos.min(self.rules.record_qos);
+                self.outbox.push_back(Request::Publish { seq, record, qos });
             }
         }
     }
@@ -373,11 +406,13 @@ impl<A> Delivery<A> {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        if qos != Qos::AtMostOnce {
+            self.ack_debt = self.ack_debt.saturating_sub(1);
+        }
         let awaits_ack = self.rules.manual_acks && qos != Qos::AtMostOnce;
-        let payload_out = payload.len() + topic.len();
-        let held = payload_out + FRAME_OVERHEAD_BYTES;
-        let over_bound = self.held_bytes >= self.rules.max_held_bytes;
-        self.held_bytes += held;
+        let payload_held = payload.len() + topic.len() + FRAME_OVERHEAD_BYTES;
+        let over_bound = self.held_bytes() >= self.rules.max_held_bytes;
+        self.payload_bytes += payload_held;
         self.frames.insert(
             seq,
             InFlight {
@@ -387,8 +422,8 @@ impl<A> Delivery<A> {
                 record: None,
                 record_handle: None,
                 finished: false,
-                held,
-                payload_out,
+                payload_held,
+                record_held: 0,
             },
         );
         if awaits_ack {
@@ -468,7 +503,7 @@ impl<A> Delivery<A> {
         let qos = self.frames.get(&job.seq).map_or(Qos::AtMostOnce, |f| f.qos);
         if self.draining && qos != Qos::AtMostOnce {
             if let Some(frame) = self.frames.remove(&job.seq) {
-                self.held_bytes -= frame.held;
+                self.release(&frame);
             }
             self.abandoned += 1;
             return StoreFailed::Abandoned;
@@ -539,21 +574,36 @@ impl<A> Delivery<A> {
         };
         // The payload is gone with the job; the record is kept until the broker has it, and the
         // client holds a copy of it meanwhile.
-        let record_bytes = outcome
+        let record_cost = outcome
             .record
             .as_ref()
             .map_or(0, |r| 2 * (r.topic.len() + r.payload.len()));
-        self.held_bytes = self.held_bytes - frame.payload_out + record_bytes;
-        frame.held = frame.held - frame.payload_out + record_bytes;
-        frame.payload_out = 0;
-        match outcome.record {
+        // A slowly decaying maximum: an underestimate lets acks release floods.
+        self.record_cost = (self.record_cost - self.record_cost / 64).max(record_cost);
+        self.payload_bytes -= frame.payload_held;
+        frame.payload_held = 0;
+        let mut record = outcome.record;
+        if frame.qos == Qos::AtMostOnce
+            && record.is_some()
+            && self.record_bytes >= self.rules.max_held_bytes
+        {
+            // Rule 7: the last resort against a QoS 0 flood whose records outrun the broker.
+            record = None;
+            self.records_dropped += 1;
+        }
+        frame.record_held = record
+            .as_ref()
+            .map_or(0, |r| 2 * (r.topic.len() + r.payload.len()));
+        self.record_bytes += frame.record_held;
+        match record {
             Some(record) if self.refused.contains(&record.topic) => {
                 frame.record = Some(record);
                 self.give_up(seq);
             }
             Some(record) => {
                 frame.record = Some(record.clone());
-                self.outbox.push_back(Request::Publish { seq, record });
+                let qos = frame.qos.min(self.rules.record_qos);
+                self.outbox.push_back(Request::Publish { seq, record, qos });
             }
             None => self.finish(seq),
         }
@@ -561,11 +611,11 @@ impl<A> Delivery<A> {
     }
 
     /// The client took the record of `seq` for publishing; `handle` identifies it in its replay queue.
-    pub fn record_handed(&mut self, seq: u64, handle: usize) {
+    pub fn record_handed(&mut self, seq: u64, handle: usize, qos: Qos) {
         if let Some(frame) = self.frames.get_mut(&seq) {
             frame.record_handle = Some(handle);
         }
-        if self.rules.record_qos == Qos::AtMostOnce {
+        if qos == Qos::AtMostOnce {
             self.finish(seq);
         } else {
             self.unassigned.push_back(seq);
@@ -612,7 +662,7 @@ impl<A> Delivery<A> {
         dropped.extend(mem::take(&mut self.retry));
         for job in &dropped {
             if let Some(frame) = self.frames.remove(&job.seq) {
-                self.held_bytes -= frame.held;
+                self.release(&frame);
             }
         }
         self.abandoned += dropped.len() as u64;
@@ -645,12 +695,32 @@ impl<A> Delivery<A> {
         self.draining
             || (self.backlog.len() < self.rules.backlog_frames
                 && self.blocked.is_none()
-                && self.held_bytes < self.rules.max_held_bytes)
+                && self.payload_bytes < self.rules.max_held_bytes)
+    }
+
+    /// Frames the acks sent may still bring (rule 7).
+    pub fn ack_debt(&self) -> usize {
+        self.ack_debt
+    }
+
+    /// Bytes of payloads held for frames the workers have not reported yet (rule 7).
+    pub fn payload_bytes(&self) -> usize {
+        self.payload_bytes
     }
 
     /// Bytes held for frames in flight (rule 7).
     pub fn held_bytes(&self) -> usize {
-        self.held_bytes
+        self.payload_bytes + self.record_bytes
+    }
+
+    /// Records of QoS 0 frames dropped because records were at the bound (rule 7).
+    pub fn records_dropped(&self) -> u64 {
+        self.records_dropped
+    }
+
+    fn release(&mut self, frame: &InFlight<A>) {
+        self.payload_bytes -= frame.payload_held;
+        self.record_bytes -= frame.record_held;
     }
 
     /// Nothing is left that could still finish.
@@ -711,8 +781,10 @@ impl<A> Delivery<A> {
         }
         frame.finished = true;
         frame.record = None;
-        self.held_bytes -= frame.held;
-        frame.held = 0;
+        self.payload_bytes -= frame.payload_held;
+        self.record_bytes -= frame.record_held;
+        frame.payload_held = 0;
+        frame.record_held = 0;
         self.finished.push(seq);
         if frame.ack.is_none() {
             self.frames.remove(&seq);
@@ -720,9 +792,28 @@ impl<A> Delivery<A> {
         self.release_acks();
     }
 
+    /// Time passes (the driver calls this every [`ACK_DEBT_HALF_LIFE`]): frames an ack released have
+    /// arrived by now or are not coming, so the debt shrinks and held-back acks may go.
+    pub fn tick(&mut self) {
+        self.ack_debt /= 2;
+        self.release_acks();
+    }
+
+    /// Rule 7: the next ack keeps the bytes held, plus what acks may still bring, under the bound.
+    /// With no debt one ack may always go, or a small bound would stop acks forever.
+    fn ack_affordable(&self) -> bool {
+        self.draining
+            || self.ack_debt == 0
+            || self.record_bytes + (self.ack_debt + ACK_RELEASES) * self.record_cost
+                < self.rules.max_held_bytes
+    }
+
     /// Rule 2: acks finished frames from the head of the arrival order, on their own connection.
     fn release_acks(&mut self) {
         while let Some(&head) = self.acks.front() {
+            if !self.ack_affordable() {
+                break;
+            }
             let Some(frame) = self.frames.get(&head) else {
                 break;
             };
@@ -733,6 +824,7 @@ impl<A> Delivery<A> {
             if let Some(frame) = self.frames.remove(&head)
                 && let Some(ack) = frame.ack
             {
+                self.ack_debt += ACK_RELEASES;
                 self.outbox.push_back(Request::Ack(ack));
             }
         }

@@ -118,6 +118,11 @@ impl Subscriber {
         }
     }
 
+    /// The next message, however long it takes (wrap it in a timeout).
+    pub async fn recv_any(&mut self) -> Option<Message> {
+        self.messages.recv().await
+    }
+
     /// The next `n` messages; panics unless all arrive within `timeout` (overall).
     pub async fn recv_n(&mut self, n: usize, timeout: Duration) -> Vec<Message> {
         let mut received = Vec::with_capacity(n);
@@ -268,6 +273,41 @@ pub async fn publish_once(url: &str, topic: &str, payload: impl Into<Vec<u8>>, q
                 client.try_disconnect().expect("queueing the DISCONNECT");
             }
         }
+    })
+    .await;
+}
+
+/// Publishes every `(topic, payload)` in order and returns once the broker has them all (acknowledged
+/// for QoS 1/2, written for QoS 0), then disconnects. Panics on any error or after `secs`.
+pub async fn publish_all(url: &str, messages: Vec<(String, Vec<u8>)>, qos: QoS, secs: u64) {
+    let total = messages.len();
+    let (client, mut eventloop) = AsyncClient::new(mqtt_options(url, unique_client_id("pub")), 64);
+    let sender = tokio::spawn(async move {
+        for (topic, payload) in messages {
+            client
+                .publish(topic, qos, false, payload)
+                .await
+                .expect("queueing a PUBLISH");
+        }
+        client
+    });
+    let what = format!("publishing {total} messages on {url}");
+    let mut done = 0;
+    with_timeout(secs, &what, async {
+        while done < total {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(Outgoing::Publish(_))) if qos == QoS::AtMostOnce => done += 1,
+                Ok(Event::Incoming(Incoming::PubAck(_) | Incoming::PubComp(_))) => done += 1,
+                Ok(_) => {}
+                Err(error) => panic!("{what}: {error}"),
+            }
+        }
+        let client = sender.await.expect("the publishing task");
+        client.try_disconnect().expect("queueing the DISCONNECT");
+        while !matches!(
+            eventloop.poll().await,
+            Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_)
+        ) {}
     })
     .await;
 }

@@ -50,6 +50,7 @@ pub fn settings(url: &str, filters: &[&str], dir: &Path) -> Settings {
 /// A daemon running in this process.
 pub struct Daemon {
     pub metrics: Arc<Metrics>,
+    pub health: Arc<mqimg::ops::health::Health>,
     /// The daemon's `/metrics` endpoint.
     pub http: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -61,6 +62,7 @@ impl Daemon {
     pub async fn start(settings: Settings) -> Daemon {
         let app = App::build(settings).expect("building the daemon");
         let metrics = app.metrics();
+        let health = app.health();
         let http = app.metrics_addr().expect("the metrics endpoint is on");
         let mut subscribed = app.health().subscribed();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -76,6 +78,7 @@ impl Daemon {
         .expect("the daemon's metrics");
         Daemon {
             metrics,
+            health,
             http,
             stop: Some(stop),
             task,

@@ -7,12 +7,16 @@
 mod broker;
 mod client;
 pub mod daemon;
+mod system;
 
 use std::future::Future;
 use std::time::Duration;
 
 pub use broker::{Broker, BrokerOptions, free_port};
-pub use client::{MAX_PACKET_BYTES, Message, Subscriber, SubscriberOptions, publish_once};
+pub use client::{
+    MAX_PACKET_BYTES, Message, Subscriber, SubscriberOptions, publish_all, publish_once,
+};
+pub use system::{Tmpfs, is_root, vm_hwm_bytes, wait_until};
 
 /// Awaits `fut`, panicking with `what` if it takes longer than `secs` seconds, so a hung test fails.
 pub async fn with_timeout<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
