@@ -3,5 +3,6 @@
 mod cli;
 mod daemon;
 mod publish;
+mod record_topics;
 mod restart;
 mod support;
