@@ -5,4 +5,5 @@ mod daemon;
 mod publish;
 mod record_topics;
 mod restart;
+mod startup;
 mod support;

@@ -11,7 +11,7 @@ pub mod daemon;
 use std::future::Future;
 use std::time::Duration;
 
-pub use broker::{Broker, BrokerOptions, free_port};
+pub use broker::{Broker, BrokerOptions, free_port, password_file};
 pub use client::{MAX_PACKET_BYTES, Message, Subscriber, SubscriberOptions, publish_once};
 
 /// Awaits `fut`, panicking with `what` if it takes longer than `secs` seconds, so a hung test fails.
