@@ -176,6 +176,8 @@ fn default_qos() -> Qos {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Output {
+    /// Root folder of frame files; `None` (empty in TOML) = no files.
+    #[serde(with = "types::dir_or_off")]
     pub dir: Option<PathBuf>,
     #[serde(deserialize_with = "types::choice")]
     pub format: OutputFormat,

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
@@ -333,7 +333,90 @@ fn subscriptions_default_to_qos_1_and_auto_and_bad_filters_are_named() {
     assert!(err.contains("subscriptions[0].topic"), "{err}");
     load_str("[[subscriptions]]\ntopic = \"$share/g/cams/#\"\n", &[]).unwrap();
     let err = error("[[subscriptions]]\ntopic = \"#\"\n", &[]);
-    assert!(err.contains("its own records"), "{err}");
+    assert!(err.contains("feeds records back"), "{err}");
+}
+
+#[test]
+fn a_template_whose_records_a_subscription_takes_back_is_refused_with_an_example() {
+    // Issue 8, finding 5: this passed check-config, then one bad frame made 206 messages in 5 s.
+    let cameras = "[[subscriptions]]\ntopic = \"cameras/#\"\n";
+    let err = error(
+        &format!("{cameras}[output]\nerrors_topic = \"{{topic}}/error\"\n"),
+        &[],
+    );
+    assert_eq!(
+        err,
+        "invalid config: output.errors_topic (MQIMG__OUTPUT__ERRORS_TOPIC): \"{topic}/error\" feeds \
+         records back into the subscriptions: a frame on \"cameras/x\" gives a record on \
+         \"cameras/x/error\", which \"cameras/#\" matches"
+    );
+    let err = error(
+        cameras,
+        &[("MQIMG__OUTPUT__RESULTS_TOPIC", "cameras/{topic}")],
+    );
+    assert!(
+        err.contains("output.results_topic (MQIMG__OUTPUT__RESULTS_TOPIC)")
+            && err.contains("a frame on \"cameras/x\" gives a record on \"cameras/cameras/x\""),
+        "{err}"
+    );
+    // A shared subscription takes records back like a plain one.
+    let err = error(
+        "[[subscriptions]]\ntopic = \"$share/g/cams/+\"\n[[subscriptions]]\ntopic = \"out/#\"\n\
+         [output]\nresults_topic = \"out/{topic}\"\n",
+        &[],
+    );
+    assert!(err.contains("which \"out/#\" matches"), "{err}");
+    // Records elsewhere, or off, are fine.
+    load_str(
+        &format!("{cameras}[output]\nerrors_topic = \"camera-errors/{{topic}}\"\n"),
+        &[],
+    )
+    .unwrap();
+    load_str(&format!("{cameras}[output]\nresults_topic = \"\"\n"), &[]).unwrap();
+}
+
+#[test]
+fn templates_with_control_characters_or_a_dollar_prefix_are_refused() {
+    let err = error("[output]\nresults_topic = \"mqimg/\\u0007/{topic}\"\n", &[]);
+    assert!(
+        err.contains("output.results_topic (MQIMG__OUTPUT__RESULTS_TOPIC)")
+            && err.contains("U+0007"),
+        "{err}"
+    );
+    let err = error("", &[("MQIMG__OUTPUT__ERRORS_TOPIC", "$SYS/mqimg/{topic}")]);
+    assert!(
+        err.contains("MQIMG__OUTPUT__ERRORS_TOPIC") && err.contains("starts with $"),
+        "{err}"
+    );
+    let err = error(
+        "[[subscriptions]]\ntopic = \"$aws/things/+/cam\"\n[output]\nresults_topic = \"{topic}/result\"\n",
+        &[],
+    );
+    assert!(
+        err.contains("output.results_topic")
+            && err.contains(
+                "a frame on \"$aws/things/x/cam\" gives a record on \"$aws/things/x/cam/result\""
+            ),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_empty_output_dir_means_no_files() {
+    // Issue 8, finding 9: the only way to undo a container image's MQIMG__OUTPUT__DIR.
+    let s = load_str("[output]\ndir = \"\"\n", &[]).unwrap();
+    assert_eq!(s.output.dir, None);
+    let s = load_str(
+        "[output]\ndir = \"frames\"\n",
+        &[("MQIMG__OUTPUT__DIR", "")],
+    )
+    .unwrap();
+    assert_eq!(s.output.dir, None);
+    assert!(s.to_toml().contains("dir = \"\"\n"), "{}", s.to_toml());
+    let mut s = Settings::default();
+    s.output.dir = Some(PathBuf::new());
+    let err = s.validate().unwrap_err().to_string();
+    assert!(err.contains("output.dir (MQIMG__OUTPUT__DIR)"), "{err}");
 }
 
 #[test]

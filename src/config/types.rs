@@ -532,5 +532,31 @@ pub(super) mod listen_addr {
     }
 }
 
+/// `output.dir`: a folder, or `""` for none. An environment variable cannot unset a key, so the empty
+/// string is how `MQIMG__OUTPUT__DIR=` undoes a `dir` set by a file or a container image; read as a
+/// path it would be the working directory, where frames would fail to be stored.
+pub(super) mod dir_or_off {
+    use std::path::PathBuf;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<PathBuf>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(dir) => dir.serialize(serializer),
+            None => serializer.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<PathBuf>, D::Error> {
+        let dir = PathBuf::deserialize(deserializer)?;
+        Ok((!dir.as_os_str().is_empty()).then_some(dir))
+    }
+}
+
 #[cfg(test)]
 mod tests;

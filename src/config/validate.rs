@@ -109,19 +109,6 @@ impl Settings {
         for (i, s) in self.subscriptions.iter().enumerate() {
             let key = |k: &str| format!("subscriptions[{i}].{k}");
             topic::validate_filter(&s.topic).map_err(|p| ConfigError::invalid(&key("topic"), p))?;
-            for template in [&self.output.results_topic, &self.output.errors_topic] {
-                if let Some(record_topic) = topic::render(template, "x") {
-                    if topic::matches(&s.topic, &record_topic) {
-                        return Err(ConfigError::invalid(
-                            &key("topic"),
-                            format!(
-                                "{:?} also matches the record topic {template:?}: mqimg would consume its own records",
-                                s.topic
-                            ),
-                        ));
-                    }
-                }
-            }
             if s.json_field.as_deref() == Some("") {
                 return Err(ConfigError::invalid(
                     &key("json_field"),
@@ -134,14 +121,42 @@ impl Settings {
 
     fn validate_output(&self) -> Result<(), ConfigError> {
         let o = &self.output;
+        if o.dir.as_ref().is_some_and(|dir| dir.as_os_str().is_empty()) {
+            // Only settings built in code get here: an empty string in TOML or the environment is read
+            // as "no files".
+            return Err(ConfigError::invalid(
+                "output.dir",
+                "is an empty path: use None for no files",
+            ));
+        }
+        let filters: Vec<&str> = self
+            .subscriptions
+            .iter()
+            .map(|s| s.topic.as_str())
+            .collect();
         for (key, template) in [
             ("output.results_topic", &o.results_topic),
             ("output.errors_topic", &o.errors_topic),
         ] {
-            if template.contains(['+', '#']) {
+            if template.is_empty() {
+                continue;
+            }
+            topic::validate_template(template).map_err(|p| ConfigError::invalid(key, p))?;
+            // A record that comes back as a frame fails (it holds no image), and its failure record
+            // may come back in turn: one bad frame became hundreds of messages per second.
+            if let Some(found) = topic::feedback(template, &filters) {
                 return Err(ConfigError::invalid(
                     key,
-                    format!("{template:?} contains a wildcard; records need a plain topic"),
+                    format!("{template:?} feeds records back into the subscriptions: {found}"),
+                ));
+            }
+            if let Some((frame, record)) = topic::reserved_record(template, &filters) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "{template:?}: a frame on {frame:?} gives a record on {record:?}, which the \
+                         broker drops (topics starting with $ are reserved)"
+                    ),
                 ));
             }
         }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::daemon::delivery::{Driver, Summary};
 use crate::daemon::mqtt::{self, Poller};
+use crate::daemon::sink;
 use crate::daemon::workers::{self, Context};
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
@@ -30,6 +31,8 @@ pub struct App {
     eventloop: EventLoop,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    /// Tells another mqimg starting on `output.dir` that this one's temp files are not leftovers.
+    output_lock: Option<sink::OutputLock>,
 }
 
 impl App {
@@ -44,6 +47,8 @@ impl App {
                 .with_context(|| format!("output.dir {} is not writable", dir.display()))?;
             let _ = std::fs::remove_file(probe);
         }
+        let output_lock = settings.output.dir.as_deref().map(sink::claim_output);
+        let output_lock = output_lock.transpose().context("cannot take output.dir")?;
         if settings.subscriptions.is_empty() {
             tracing::warn!("no [[subscriptions]] configured: mqimg will receive nothing");
         }
@@ -64,6 +69,7 @@ impl App {
             eventloop,
             metrics: Arc::new(Metrics::default()),
             health: Arc::new(Health::default()),
+            output_lock,
         })
     }
 
@@ -120,6 +126,7 @@ impl App {
             eventloop,
             metrics,
             health,
+            output_lock: _held_until_run_ends,
         } = self;
         let workers = settings.decode.worker_count();
         let context = Arc::new(Context::new(&settings, Arc::clone(&metrics)));

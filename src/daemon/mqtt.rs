@@ -188,7 +188,9 @@ pub fn refusal_meaning(code: ConnectReturnCode) -> &'static str {
         ConnectReturnCode::BadUserNamePassword => {
             "bad user name or password (check broker.username and broker.password)"
         }
-        ConnectReturnCode::NotAuthorized => "not authorised (the broker's ACL refuses this client)",
+        ConnectReturnCode::NotAuthorized => {
+            "not authorised (check broker.username and broker.password first: Mosquitto answers a wrong password this way; then the broker's ACL)"
+        }
     }
 }
 

@@ -272,3 +272,26 @@ fn the_printed_default_config_is_valid_as_it_stands() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn check_config_refuses_a_template_whose_records_come_back_as_frames() {
+    // Issue 8, finding 5: this config passed, then one bad frame made 206 messages in 5 s.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("loop.toml");
+    std::fs::write(
+        &path,
+        "[[subscriptions]]\ntopic = \"cameras/#\"\n[output]\nerrors_topic = \"{topic}/error\"\n",
+    )
+    .expect("write");
+    let out = mqimg(&["check-config", "-c", path.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "output.errors_topic (MQIMG__OUTPUT__ERRORS_TOPIC): \"{topic}/error\" feeds records back \
+             into the subscriptions: a frame on \"cameras/x\" gives a record on \"cameras/x/error\", \
+             which \"cameras/#\" matches"
+        ),
+        "{stderr}"
+    );
+}

@@ -4,5 +4,7 @@ mod cli;
 mod daemon;
 mod faults;
 mod publish;
+mod record_topics;
 mod restart;
+mod startup;
 mod support;

@@ -33,6 +33,9 @@ pub struct BrokerOptions {
     /// `set_tcp_nodelay`: off by default as in a stock broker, where Nagle's algorithm can hold a small ack
     /// back for the client's delayed ACK (about 40 ms) while another is unacknowledged.
     pub tcp_nodelay: bool,
+    /// Lines appended to `mosquitto.conf`, after the ones above (a later setting overrides an earlier
+    /// one: `allow_anonymous false` with a `password_file`, say).
+    pub extra_config: Vec<String>,
 }
 
 impl Default for BrokerOptions {
@@ -43,6 +46,7 @@ impl Default for BrokerOptions {
             max_inflight_messages: None,
             autosave_interval_secs: 1,
             tcp_nodelay: false,
+            extra_config: Vec::new(),
         }
     }
 }
@@ -210,6 +214,10 @@ impl Broker {
         if let Some(inflight) = options.max_inflight_messages {
             config.push_str(&format!("max_inflight_messages {inflight}\n"));
         }
+        for line in &options.extra_config {
+            config.push_str(line);
+            config.push('\n');
+        }
         std::fs::write(self.config_path(), config).expect("writing mosquitto.conf");
     }
 
@@ -279,6 +287,19 @@ impl Drop for Broker {
             let _ = child.wait();
         }
     }
+}
+
+/// Writes a Mosquitto password file at `path` holding one user (`mosquitto_passwd -b -c`).
+pub fn password_file(path: &Path, user: &str, password: &str) {
+    let status = Command::new("mosquitto_passwd")
+        .arg("-b")
+        .arg("-c")
+        .arg(path)
+        .args([user, password])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("running mosquitto_passwd (package mosquitto): {e}"));
+    assert!(status.success(), "mosquitto_passwd failed: {status}");
 }
 
 /// A loopback port nobody listens on right now (the OS picks it; it may be taken again before use).

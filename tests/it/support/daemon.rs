@@ -135,9 +135,15 @@ pub struct DaemonProcess {
 }
 
 impl DaemonProcess {
-    /// Writes `settings` as a config file in `dir` and starts `mqimg run -c` on it; returns once the
-    /// daemon logged that its subscription was granted.
+    /// Starts `mqimg run -c config`; returns once the daemon logged that its subscription was granted.
     pub async fn start(config: &Path) -> DaemonProcess {
+        let mut daemon = DaemonProcess::spawn(config);
+        daemon.wait_for_log("subscribed", READY_TIMEOUT_SECS).await;
+        daemon
+    }
+
+    /// Starts `mqimg run -c config` without waiting for anything.
+    pub fn spawn(config: &Path) -> DaemonProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mqimg"))
             .args(["run", "-c"])
             .arg(config)
@@ -156,13 +162,11 @@ impl DaemonProcess {
                 }
             }
         });
-        let mut daemon = DaemonProcess {
+        DaemonProcess {
             child,
             lines,
             log: Vec::new(),
-        };
-        daemon.wait_for_log("subscribed", READY_TIMEOUT_SECS).await;
-        daemon
+        }
     }
 
     /// Waits for a log line containing `needle`.

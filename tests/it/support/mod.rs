@@ -12,7 +12,7 @@ mod system;
 use std::future::Future;
 use std::time::Duration;
 
-pub use broker::{Broker, BrokerOptions, free_port};
+pub use broker::{Broker, BrokerOptions, free_port, password_file};
 pub use client::{
     MAX_PACKET_BYTES, Message, Subscriber, SubscriberOptions, publish_all, publish_once,
 };

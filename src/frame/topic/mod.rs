@@ -1,5 +1,12 @@
-//! MQTT topic names and filters: validating filters, matching topics against them, and rendering the
-//! record topics (`{topic}` templates).
+//! MQTT topic names and filters: validating filters, matching topics against them, rendering record
+//! topics from `{topic}` templates (`render`), and finding templates whose records would come back as
+//! frames (`feedback`).
+
+mod feedback;
+mod render;
+
+pub use feedback::{Feedback, feedback, reserved_record};
+pub use render::{MAX_BYTES, MAX_LEVELS, refused_char, render, validate_template};
 
 /// Checks a topic filter (`+`/`#` wildcards; `$share/GROUP/FILTER` allowed).
 pub fn validate_filter(filter: &str) -> Result<(), String> {
@@ -61,26 +68,6 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     }
 }
 
-/// MQTT's longest topic name, in bytes.
-const MAX_TOPIC_BYTES: usize = 65_535;
-
-/// A record topic: `template` with `{topic}` replaced by the frame's topic; `None` when records are off.
-/// Cut to MQTT's limit: a longer topic would fail to encode and drop the whole connection.
-pub fn render(template: &str, topic: &str) -> Option<String> {
-    if template.is_empty() {
-        return None;
-    }
-    let mut rendered = template.replace("{topic}", topic);
-    if rendered.len() > MAX_TOPIC_BYTES {
-        let mut cut = MAX_TOPIC_BYTES;
-        while !rendered.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        rendered.truncate(cut);
-    }
-    Some(rendered)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,17 +94,5 @@ mod tests {
         for good in ["#", "+", "a/+/b/#", "$share/g/a/#", "/leading"] {
             assert!(validate_filter(good).is_ok(), "{good:?} was refused");
         }
-    }
-
-    #[test]
-    fn templates_render_the_frame_topic_or_turn_records_off() {
-        assert_eq!(
-            render("mqimg/results/{topic}", "cams/door").as_deref(),
-            Some("mqimg/results/cams/door")
-        );
-        assert_eq!(render("", "cams/door"), None);
-        let long = "é".repeat(40_000);
-        let rendered = render("mqimg/results/{topic}", &long).unwrap_or_default();
-        assert!(rendered.len() <= 65_535 && rendered.starts_with("mqimg/results/é"));
     }
 }
