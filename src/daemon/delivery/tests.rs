@@ -581,6 +581,47 @@ fn connections_lost_for_other_reasons_do_not_count_against_a_record() {
     assert!(d.take_given_up().is_empty());
 }
 
+#[test]
+fn acks_are_paced_when_the_frames_they_release_would_bring_records_over_the_bound() {
+    // Records of ~10 KB and a 100 KB bound: twenty more frames per ack would not fit.
+    let mut d: Delivery<Token> = Delivery::new(Rules {
+        max_held_bytes: 100_000,
+        backlog_frames: 100,
+        ..rules()
+    });
+    d.on_connected(false);
+    requests(&mut d);
+    let big = |seq: u64| {
+        Some(RecordOut {
+            topic: "r".repeat(5000),
+            payload: seq.to_string().into_bytes(),
+        })
+    };
+    let seqs: Vec<u64> = (0..3).map(|i| tokened_frame(&mut d, i)).collect();
+    submit_all(&mut d);
+    let mut sent = Vec::new();
+    for (pkid, &seq) in (1..).zip(&seqs) {
+        d.on_done(done(seq, big(seq)));
+        sent.extend(acks(&requests(&mut d)));
+        d.record_handed(seq, seq as usize, Qos::AtLeastOnce);
+        d.on_record_sent(pkid).unwrap();
+        d.on_record_acked(pkid);
+    }
+    sent.extend(acks(&requests(&mut d)));
+    // The first ack may always go; the broker may now send twenty frames whose records would not fit.
+    assert_eq!(sent, vec![(0, 1)]);
+    assert_eq!(d.ack_debt(), super::state::ACK_RELEASES);
+    // Time passes and nothing came: the debt fades and the held-back acks go, in order.
+    for _ in 0..8 {
+        d.tick();
+    }
+    assert_eq!(acks(&requests(&mut d)), vec![(1, 1)]);
+    for _ in 0..8 {
+        d.tick();
+    }
+    assert_eq!(acks(&requests(&mut d)), vec![(2, 1)]);
+}
+
 // ---- property test -------------------------------------------------------------------------------
 
 #[derive(Clone, Debug)]
