@@ -400,6 +400,29 @@ impl<A> Delivery<A> {
         qos: Qos,
         ack: A,
     ) -> Arrival {
+        self.admit(topic, payload, received_at, qos, Some(ack))
+    }
+
+    /// A frame assembled from parts (already acked, each once it was spooled): the same path as a
+    /// frame that arrived whole, without an ack of its own.
+    pub fn on_assembled(
+        &mut self,
+        topic: String,
+        payload: Bytes,
+        received_at: SystemTime,
+        qos: Qos,
+    ) -> Arrival {
+        self.admit(topic, payload, received_at, qos, None)
+    }
+
+    fn admit(
+        &mut self,
+        topic: String,
+        payload: Bytes,
+        received_at: SystemTime,
+        qos: Qos,
+        ack: Option<A>,
+    ) -> Arrival {
         if self.draining {
             self.abandoned += 1;
             return Arrival::Refused;
@@ -409,7 +432,7 @@ impl<A> Delivery<A> {
         if qos != Qos::AtMostOnce {
             self.ack_debt = self.ack_debt.saturating_sub(1);
         }
-        let awaits_ack = self.rules.manual_acks && qos != Qos::AtMostOnce;
+        let awaits_ack = self.rules.manual_acks && qos != Qos::AtMostOnce && ack.is_some();
         let payload_held = payload.len() + topic.len() + FRAME_OVERHEAD_BYTES;
         let over_bound = self.held_bytes() >= self.rules.max_held_bytes;
         self.payload_bytes += payload_held;
@@ -417,7 +440,7 @@ impl<A> Delivery<A> {
             seq,
             InFlight {
                 generation: self.generation,
-                ack: awaits_ack.then_some(ack),
+                ack: ack.filter(|_| awaits_ack),
                 qos,
                 record: None,
                 record_handle: None,
