@@ -4,6 +4,7 @@
 //! frame is the daemon's job (`daemon::sink`); nothing under `frame` touches files, sockets or
 //! configuration.
 
+pub mod chunks;
 pub mod decode;
 pub mod encode;
 pub mod payload;
