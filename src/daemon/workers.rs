@@ -33,6 +33,15 @@ pub struct Job {
     pub topic: String,
     pub payload: Bytes,
     pub received_at: SystemTime,
+    /// For a frame assembled from parts: how (the record's `chunks`) and the header it came with.
+    pub assembled: Option<Box<Assembled>>,
+}
+
+/// What a frame assembled from parts adds to its record.
+#[derive(Debug)]
+pub struct Assembled {
+    pub info: crate::frame::chunks::ChunkInfo,
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// What the workers made of a frame.
@@ -86,6 +95,8 @@ pub enum Report {
         payload_bytes: usize,
         error: String,
     },
+    /// One part of a chunked frame, spooled: its frame gets the line.
+    Part { topic: String },
 }
 
 impl Report {
@@ -96,7 +107,7 @@ impl Report {
     /// The topic the frame arrived on.
     pub fn topic(&self) -> &str {
         match self {
-            Self::Ok { topic, .. } | Self::Failed { topic, .. } => topic,
+            Self::Ok { topic, .. } | Self::Failed { topic, .. } | Self::Part { topic } => topic,
         }
     }
 
@@ -160,6 +171,7 @@ impl Report {
                 error,
                 "frame failed"
             ),
+            Self::Part { topic } => tracing::debug!(seq, topic, "frame part spooled"),
         }
     }
 }
@@ -213,6 +225,12 @@ impl Context {
         let options = self.options_for(&job.topic);
         let result = frame::process(&job.payload, Some(&job.topic), job.received_at, options)
             .and_then(|mut processed| {
+                if let Some(assembled) = &job.assembled {
+                    processed.record.chunks = Some(assembled.info.clone());
+                    if assembled.meta.is_some() {
+                        processed.record.meta.clone_from(&assembled.meta);
+                    }
+                }
                 if let Some(dir) = &self.output.dir {
                     let store = || {
                         let ext = encode::extension(self.output.format, processed.decoded.format);

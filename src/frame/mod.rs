@@ -107,6 +107,7 @@ pub fn process<'a>(
         decode_ms: (decode_ms * 1000.0).round() / 1000.0,
         path: None,
         meta: payload.meta,
+        chunks: None,
         warnings: decoded.warnings.clone(),
     };
     Ok(Processed {

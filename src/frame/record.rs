@@ -26,10 +26,13 @@ pub enum Stage {
     Store,
     /// The frame was dropped because the decode queue was full (QoS 0 only).
     Queue,
+    /// Its parts could not be assembled into a frame (missing, too many, too big, inconsistent).
+    Assembly,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
+        Stage::Assembly,
         Stage::Payload,
         Stage::Limits,
         Stage::Decode,
@@ -45,6 +48,7 @@ impl Stage {
             Stage::Decode => "decode",
             Stage::Store => "store",
             Stage::Queue => "queue",
+            Stage::Assembly => "assembly",
         }
     }
 }
@@ -100,6 +104,9 @@ pub struct Success {
     pub path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    /// How the frame was assembled, when it arrived in parts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<crate::frame::chunks::ChunkInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }

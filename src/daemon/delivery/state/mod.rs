@@ -210,6 +210,8 @@ pub struct Delivery<A> {
     record_bytes: usize,
     /// Records of dropped QoS 0 frames not published because records were at the bound.
     records_dropped: u64,
+    /// Bytes held by partial frames being assembled (rule 7).
+    assembly_bytes: usize,
     /// QoS 1/2 frames our acks may still bring (rule 7), decayed by [`Delivery::tick`].
     ack_debt: usize,
     /// What a frame's record costs in bytes (with the client's copy), the recent maximum. Payloads
@@ -258,6 +260,7 @@ impl<A> Delivery<A> {
             payload_bytes: 0,
             record_bytes: 0,
             records_dropped: 0,
+            assembly_bytes: 0,
             ack_debt: 0,
             record_cost: FRAME_OVERHEAD_BYTES,
             unassigned: VecDeque::new(),
@@ -321,29 +324,51 @@ impl<A> Delivery<A> {
         qos: Qos,
         ack: A,
     ) -> Arrival {
-        self.admit(topic, payload, received_at, qos, Some(ack))
+        let job = Job {
+            seq: 0,
+            topic,
+            payload,
+            received_at,
+            assembled: None,
+        };
+        self.admit(job, qos, Some(ack), true)
     }
 
     /// A frame assembled from parts (already acked, each once it was spooled): the same path as a
-    /// frame that arrived whole, without an ack of its own.
-    pub fn on_assembled(
-        &mut self,
-        topic: String,
-        payload: Bytes,
-        received_at: SystemTime,
-        qos: Qos,
-    ) -> Arrival {
-        self.admit(topic, payload, received_at, qos, None)
+    /// frame that arrived whole, without an ack of its own. `job.seq` is assigned here.
+    pub fn on_assembled(&mut self, job: Job, qos: Qos) -> Arrival {
+        self.admit(job, qos, None, true)
     }
 
-    fn admit(
+    /// Parts that cannot become a frame: a frame without an ack or a job, for its failure record,
+    /// which the caller hands to [`Delivery::on_done`] with the returned seq.
+    pub fn on_assembly_failed(
         &mut self,
         topic: String,
-        payload: Bytes,
         received_at: SystemTime,
         qos: Qos,
-        ack: Option<A>,
-    ) -> Arrival {
+    ) -> Option<u64> {
+        let job = Job {
+            seq: 0,
+            topic,
+            payload: Bytes::new(),
+            received_at,
+            assembled: None,
+        };
+        match self.admit(job, qos, None, false) {
+            Arrival::Accepted(seq) => Some(seq),
+            Arrival::Dropped(job, _) => Some(job.seq),
+            Arrival::Refused => None,
+        }
+    }
+
+    /// Bytes held outside this state machine for frames in flight (partial frames being assembled):
+    /// counted with the payloads, so they pause intake too.
+    pub fn set_assembly_bytes(&mut self, bytes: usize) {
+        self.assembly_bytes = bytes;
+    }
+
+    fn admit(&mut self, mut job: Job, qos: Qos, ack: Option<A>, queue: bool) -> Arrival {
         if self.draining {
             self.abandoned += 1;
             return Arrival::Refused;
@@ -353,8 +378,9 @@ impl<A> Delivery<A> {
         if qos != Qos::AtMostOnce {
             self.ack_debt = self.ack_debt.saturating_sub(1);
         }
+        job.seq = seq;
         let awaits_ack = self.rules.manual_acks && qos != Qos::AtMostOnce && ack.is_some();
-        let payload_held = payload.len() + topic.len() + FRAME_OVERHEAD_BYTES;
+        let payload_held = job.payload.len() + job.topic.len() + FRAME_OVERHEAD_BYTES;
         let over_bound = self.held_bytes() >= self.rules.max_held_bytes;
         self.payload_bytes += payload_held;
         self.frames.insert(
@@ -373,12 +399,9 @@ impl<A> Delivery<A> {
         if awaits_ack {
             self.acks.push_back(seq);
         }
-        let job = Job {
-            seq,
-            topic,
-            payload,
-            received_at,
-        };
+        if !queue {
+            return Arrival::Accepted(seq);
+        }
         // Rules 4, 6 and 7: a QoS 0 frame never waits, and is not held over the bound. While storage
         // fails it is dropped too, unless it can be the probe that finds storage working again.
         if qos == Qos::AtMostOnce {
@@ -539,7 +562,7 @@ impl<A> Delivery<A> {
         self.draining
             || (self.backlog.len() < self.rules.backlog_frames
                 && self.blocked.is_none()
-                && self.payload_bytes < self.rules.max_held_bytes)
+                && self.payload_bytes + self.assembly_bytes < self.rules.max_held_bytes)
     }
 
     /// Nothing is left that could still finish.

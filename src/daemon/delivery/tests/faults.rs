@@ -8,6 +8,7 @@ fn job(seq: u64) -> Job {
         topic: "cam".into(),
         payload: Bytes::new(),
         received_at: SystemTime::now(),
+        assembled: None,
     }
 }
 

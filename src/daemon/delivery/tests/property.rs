@@ -185,6 +185,7 @@ impl Sim {
                         topic: "cam".into(),
                         payload: Bytes::new(),
                         received_at: SystemTime::now(),
+                        assembled: None,
                     };
                     match self.d.on_store_failed(job) {
                         StoreFailed::Waiting { .. } => {

@@ -16,6 +16,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod chunks;
+
 use super::state::{Arrival, Delivery, DropReason, Outcome, Request, Rules, StoreFailed};
 use crate::config::{Qos, Settings};
 use crate::daemon::mqtt::{self, MqttEvent};
@@ -46,6 +48,8 @@ pub struct Driver {
     retain: bool,
     /// The workers' queue (bounded: `pipeline.queue_frames`); `None` once draining.
     jobs: Option<Sender<Job>>,
+    /// Chunked subscriptions: where their parts go, and the frames assembled from them.
+    chunks: Option<chunks::Chunks>,
     /// Builds failure records for frames dropped here.
     context: Arc<Context>,
     metrics: Arc<Metrics>,
@@ -64,6 +68,21 @@ pub struct Driver {
 }
 
 impl Driver {
+    /// Sends the parts of chunked subscriptions to `assembling` instead of the workers.
+    pub fn with_chunks(
+        mut self,
+        setup: crate::daemon::chunks::Setup,
+        assembling: crate::daemon::chunks::Assembling,
+    ) -> Self {
+        self.chunks = Some(chunks::Chunks::new(setup, assembling));
+        self
+    }
+
+    /// The assembly thread, to join at exit.
+    pub fn take_assembling(&mut self) -> Option<crate::daemon::chunks::Assembling> {
+        self.chunks.take().map(chunks::Chunks::into_assembling)
+    }
+
     pub fn new(
         settings: &Settings,
         client: AsyncClient,
@@ -91,6 +110,7 @@ impl Driver {
             context,
             metrics,
             health,
+            chunks: None,
             reports: HashMap::new(),
             acked: 0,
             max_held_bytes: settings.pipeline.max_inflight_bytes,
@@ -125,6 +145,7 @@ impl Driver {
                     None => break,
                 },
                 Some(outcome) = done.recv() => self.on_done(outcome),
+                Some(assembly) = chunks::next_assembly(&mut self.chunks) => self.on_assembly(assembly),
                 () = shutdown.cancelled(), if deadline.is_none() => {
                     self.jobs = None;
                     let abandoned = self.state.start_draining();
@@ -214,6 +235,7 @@ impl Driver {
             pkid: publish.pkid,
             payload: bytes::Bytes::new(),
         };
+        let is_part = self.is_part(&publish.topic);
         let arrival = self.state.on_frame(
             publish.topic,
             publish.payload,
@@ -221,8 +243,10 @@ impl Driver {
             qos,
             header,
         );
-        if let Arrival::Dropped(job, reason) = arrival {
-            self.drop_qos0(job, reason);
+        match arrival {
+            Arrival::Accepted(seq) if is_part => self.part_arrived(seq, qos, publish.dup),
+            Arrival::Dropped(job, reason) => self.drop_qos0(job, reason),
+            _ => {}
         }
     }
 
@@ -346,6 +370,10 @@ impl Driver {
     /// After each event: hand jobs to the workers, requests to the client, log finished frames.
     fn step(&mut self) {
         while let Some(job) = self.state.next_job() {
+            let job = match self.route_part(job) {
+                Ok(()) => continue,
+                Err(job) => job,
+            };
             let Some(jobs) = &self.jobs else { break };
             match jobs.try_send(job) {
                 Ok(()) => {}
@@ -376,7 +404,9 @@ impl Driver {
             if let Some(report) = self.reports.remove(&seq) {
                 report.log(seq);
             }
+            self.forget_parts(seq);
         }
+        self.flush_part_removals();
         let m = &self.metrics;
         let queued = self.jobs.as_ref().map_or(0, Sender::len);
         m.queue_depth.set(queued as i64);
