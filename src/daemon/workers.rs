@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use crate::config::{Output, Settings};
 use crate::daemon::delivery::state::RecordOut;
 use crate::daemon::sink;
+use crate::frame::budget::MemoryBudget;
 use crate::frame::record::{Failure, Record, Stage};
 use crate::frame::topic;
 use crate::frame::{self, Options, encode};
@@ -157,6 +158,9 @@ pub struct Context {
     output: Output,
     /// The workers' queue bound, for messages.
     queue_frames: usize,
+    /// `decode.max_memory_bytes`, shared by all workers: each frame holds its decode's estimate
+    /// until its pixels are dropped.
+    memory: MemoryBudget,
     metrics: Arc<Metrics>,
 }
 
@@ -175,6 +179,7 @@ impl Context {
             fallback: settings.decode.options(Default::default(), None),
             output: settings.output.clone(),
             queue_frames: settings.pipeline.queue_frames,
+            memory: settings.decode.memory_budget(),
             metrics,
         }
     }
@@ -194,37 +199,45 @@ impl Context {
     /// Processes one frame: decode, store, log, count, and serialize its record.
     pub fn handle(&self, job: &Job) -> Done {
         let options = self.options_for(&job.topic);
-        let result = frame::process(&job.payload, Some(&job.topic), job.received_at, options)
-            .and_then(|mut processed| {
-                if let Some(dir) = &self.output.dir {
-                    let store = || {
-                        let ext = encode::extension(self.output.format, processed.decoded.format);
-                        let path = sink::frame_path(
-                            dir,
-                            &job.topic,
+        let memory = &self.memory;
+        let result = frame::process(
+            &job.payload,
+            Some(&job.topic),
+            job.received_at,
+            options,
+            memory,
+        )
+        .and_then(|mut processed| {
+            if let Some(dir) = &self.output.dir {
+                let store = || {
+                    let ext = encode::extension(self.output.format, processed.decoded.format);
+                    let path = sink::frame_path(
+                        dir,
+                        &job.topic,
+                        job.received_at,
+                        &processed.record.sha256,
+                        ext,
+                    );
+                    sink::write_unsynced_with(&path, |file| {
+                        encode::write(&processed, self.output.format, file)
+                    })?;
+                    Ok::<_, sink::OutputError>(path)
+                };
+                match store() {
+                    Ok(path) => processed.record.path = Some(path.display().to_string()),
+                    Err(e) => {
+                        return Err(Failure::new(
+                            Some(&job.topic),
                             job.received_at,
-                            &processed.record.sha256,
-                            ext,
-                        );
-                        let bytes = encode::encode(&processed, self.output.format)?;
-                        sink::write_unsynced(&path, &bytes)?;
-                        Ok::<_, sink::OutputError>(path)
-                    };
-                    match store() {
-                        Ok(path) => processed.record.path = Some(path.display().to_string()),
-                        Err(e) => {
-                            return Err(Failure::new(
-                                Some(&job.topic),
-                                job.received_at,
-                                job.payload.len(),
-                                Stage::Store,
-                                e,
-                            ));
-                        }
+                            job.payload.len(),
+                            Stage::Store,
+                            e,
+                        ));
                     }
                 }
-                Ok(processed)
-            });
+            }
+            Ok(processed)
+        });
         match result {
             Ok(processed) => {
                 let r = &processed.record;

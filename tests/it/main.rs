@@ -2,6 +2,7 @@
 
 mod cli;
 mod daemon;
+mod memory;
 mod publish;
 mod restart;
 mod support;
