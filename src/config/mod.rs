@@ -215,7 +215,13 @@ pub struct Decode {
     pub verify_entropy: bool,
     /// Decode threads; 0 = one per core.
     pub workers: usize,
+    /// Memory all decodes at once may use, by their header estimates (`frame::budget`).
+    pub max_memory_bytes: u64,
 }
+
+/// The default `decode.max_memory_bytes`: the largest image the default limits accept (40 Mpx) decodes
+/// alone even in its costliest form, a progressive CMYK JPEG (433 MiB estimated).
+pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 512 << 20;
 
 impl Default for Decode {
     fn default() -> Self {
@@ -228,6 +234,7 @@ impl Default for Decode {
             apply_orientation: limits.apply_orientation,
             verify_entropy: limits.verify_entropy,
             workers: 0,
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
         }
     }
 }
@@ -251,6 +258,11 @@ impl Decode {
             max_payload_bytes: self.max_payload_bytes,
             limits: self.limits(),
         }
+    }
+
+    /// The budget every decode takes its estimated memory from: one per daemon, shared by its workers.
+    pub fn memory_budget(&self) -> crate::frame::budget::MemoryBudget {
+        crate::frame::budget::MemoryBudget::new(self.max_memory_bytes)
     }
 
     /// The number of decode workers: `workers`, or one per core when 0.

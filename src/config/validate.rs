@@ -21,6 +21,7 @@ impl Settings {
             ("decode.max_width", u64::from(d.max_width)),
             ("decode.max_height", u64::from(d.max_height)),
             ("decode.max_pixels", d.max_pixels),
+            ("decode.max_memory_bytes", d.max_memory_bytes),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use crate::config::{Output, Settings};
 use crate::daemon::delivery::state::RecordOut;
 use crate::daemon::sink;
+use crate::frame::budget::MemoryBudget;
 use crate::frame::record::{Failure, Record, Stage};
 use crate::frame::topic;
 use crate::frame::{self, Options, encode};
@@ -186,6 +187,9 @@ pub struct Context {
     output: Output,
     /// The workers' queue bound, for messages.
     queue_frames: usize,
+    /// `decode.max_memory_bytes`, shared by all workers: each frame holds its decode's estimate
+    /// until its pixels are dropped.
+    memory: MemoryBudget,
     metrics: Arc<Metrics>,
 }
 
@@ -204,6 +208,7 @@ impl Context {
             fallback: settings.decode.options(Default::default(), None),
             output: settings.output.clone(),
             queue_frames: settings.pipeline.queue_frames,
+            memory: settings.decode.memory_budget(),
             metrics,
         }
     }
@@ -223,44 +228,52 @@ impl Context {
     /// Processes one frame: decode, store, log, count, and serialize its record.
     fn handle(&self, job: &Job) -> Handled {
         let options = self.options_for(&job.topic);
-        let result = frame::process(&job.payload, Some(&job.topic), job.received_at, options)
-            .and_then(|mut processed| {
-                if let Some(assembled) = &job.assembled {
-                    processed.record.chunks = Some(assembled.info.clone());
-                    if assembled.meta.is_some() {
-                        processed.record.meta.clone_from(&assembled.meta);
-                    }
+        let memory = &self.memory;
+        let result = frame::process(
+            &job.payload,
+            Some(&job.topic),
+            job.received_at,
+            options,
+            memory,
+        )
+        .and_then(|mut processed| {
+            if let Some(assembled) = &job.assembled {
+                processed.record.chunks = Some(assembled.info.clone());
+                if assembled.meta.is_some() {
+                    processed.record.meta.clone_from(&assembled.meta);
                 }
-                if let Some(dir) = &self.output.dir {
-                    let store = || {
-                        let ext = encode::extension(self.output.format, processed.decoded.format);
-                        let path = sink::frame_path(
-                            dir,
-                            &job.topic,
+            }
+            if let Some(dir) = &self.output.dir {
+                let store = || {
+                    let ext = encode::extension(self.output.format, processed.decoded.format);
+                    let path = sink::frame_path(
+                        dir,
+                        &job.topic,
+                        job.received_at,
+                        &processed.record.sha256,
+                        ext,
+                    );
+                    sink::write_unsynced_with(&path, |file| {
+                        encode::write(&processed, self.output.format, file)
+                    })?;
+                    Ok::<_, sink::OutputError>(path)
+                };
+                match store() {
+                    Ok(path) => processed.record.path = Some(path.display().to_string()),
+                    Err(e) if e.is_environmental() => return Ok(Err(e.to_string())),
+                    Err(e) => {
+                        return Err(Failure::new(
+                            Some(&job.topic),
                             job.received_at,
-                            &processed.record.sha256,
-                            ext,
-                        );
-                        let bytes = encode::encode(&processed, self.output.format)?;
-                        sink::write_unsynced(&path, &bytes)?;
-                        Ok::<_, sink::OutputError>(path)
-                    };
-                    match store() {
-                        Ok(path) => processed.record.path = Some(path.display().to_string()),
-                        Err(e) if e.is_environmental() => return Ok(Err(e.to_string())),
-                        Err(e) => {
-                            return Err(Failure::new(
-                                Some(&job.topic),
-                                job.received_at,
-                                job.payload.len(),
-                                Stage::Store,
-                                e,
-                            ));
-                        }
+                            job.payload.len(),
+                            Stage::Store,
+                            e,
+                        ));
                     }
                 }
-                Ok(Ok(processed))
-            });
+            }
+            Ok(Ok(processed))
+        });
         match result {
             Ok(Err(store_error)) => Handled::StoreBlocked(store_error),
             Ok(Ok(processed)) => {

@@ -3,6 +3,7 @@
 mod cli;
 mod daemon;
 mod faults;
+mod memory;
 mod publish;
 mod record_topics;
 mod restart;
