@@ -35,8 +35,7 @@ pub fn settings(url: &str, filters: &[&str], dir: &Path) -> Settings {
         .map(|f| Subscription {
             topic: (*f).to_owned(),
             qos: mqimg::config::Qos::AtLeastOnce,
-            encoding: Default::default(),
-            json_field: None,
+            ..Subscription::default()
         })
         .collect();
     settings.output.dir = Some(dir.to_owned());
