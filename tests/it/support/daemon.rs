@@ -250,6 +250,7 @@ pub fn publish_args(
         count,
         rate: None,
         client_id: None,
+        chunking: mqimg::cli::ChunkArgs::default(),
         files: vec![super::fixture_path(file)],
     }
 }
