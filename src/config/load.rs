@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use super::{ConfigError, ENV_PREFIX, Qos, Secret, Settings, Subscription, env_name};
+use super::{ConfigError, ENV_PREFIX, Secret, Settings, Subscription, env_name};
 
 /// Between the prefix and each key part of an environment variable.
 const SEPARATOR: &str = "__";
@@ -84,11 +84,15 @@ fn schema() -> Table {
     every.broker.username = Some(String::new());
     every.broker.password = Some(Secret::new(""));
     every.output.dir = Some(PathBuf::new());
+    let some = || Some(String::new());
     every.subscriptions = vec![Subscription {
-        topic: String::new(),
-        qos: Qos::AtLeastOnce,
-        encoding: Default::default(),
-        json_field: Some(String::new()),
+        json_field: some(),
+        part_field: some(),
+        total_field: some(),
+        data_field: some(),
+        id_field: some(),
+        first_part: Some(1),
+        ..Subscription::default()
     }];
     // Plain data always serialises; were it not to, every key would be refused and every test fail.
     Table::try_from(&every).unwrap_or_default()

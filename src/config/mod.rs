@@ -15,6 +15,8 @@ mod types;
 mod validate;
 
 #[cfg(test)]
+mod chunk_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -24,6 +26,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::frame::chunks::{Fields, Limits as ChunkLimits, Mode, Source};
 use crate::frame::decode::Limits;
 pub use crate::frame::encode::OutputFormat;
 use crate::frame::payload::Encoding;
@@ -101,6 +104,7 @@ pub struct Settings {
     pub output: Output,
     pub decode: Decode,
     pub pipeline: Pipeline,
+    pub chunks: Chunks,
     pub log: Log,
     pub metrics: MetricsEndpoint,
 }
@@ -163,14 +167,66 @@ pub struct Subscription {
     pub topic: String,
     #[serde(default = "default_qos")]
     pub qos: Qos,
+    /// How the frame (assembled, for chunked subscriptions) is wrapped.
     #[serde(default, deserialize_with = "types::choice")]
     pub encoding: Encoding,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_field: Option<String>,
+    /// How frames are split over messages; `none`: one message, one frame.
+    #[serde(default, deserialize_with = "types::choice")]
+    pub chunks: Mode,
+    /// `json-parts` field names and numbering; unset = `part`, `total` (or `total_parts`), `data`,
+    /// `id`, numbered from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_part: Option<u32>,
 }
 
 fn default_qos() -> Qos {
     Qos::AtLeastOnce
+}
+
+impl Default for Subscription {
+    /// A subscription to nothing yet, every other key at its default.
+    fn default() -> Self {
+        Self {
+            topic: String::new(),
+            qos: default_qos(),
+            encoding: Encoding::default(),
+            json_field: None,
+            chunks: Mode::default(),
+            part_field: None,
+            total_field: None,
+            data_field: None,
+            id_field: None,
+            first_part: None,
+        }
+    }
+}
+
+impl Subscription {
+    /// How this subscription's chunked messages are read.
+    pub fn source(&self) -> Source {
+        let defaults = Fields::default();
+        let name = |set: &Option<String>, default: String| set.clone().unwrap_or(default);
+        Source {
+            mode: self.chunks,
+            fields: Fields {
+                part: name(&self.part_field, defaults.part),
+                total: name(&self.total_field, defaults.total),
+                data: name(&self.data_field, defaults.data),
+                id: name(&self.id_field, defaults.id),
+                first_part: self.first_part.unwrap_or(defaults.first_part),
+            },
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -299,6 +355,52 @@ impl Default for Pipeline {
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct Chunks {
+    /// Largest assembled frame; 0 = `decode.max_payload_bytes`.
+    pub max_frame_bytes: usize,
+    /// Most messages one frame may take.
+    pub max_parts: usize,
+    /// How long after its first part a frame may still be incomplete (`timeout_secs`).
+    #[serde(rename = "timeout_secs", with = "types::secs")]
+    pub timeout: Duration,
+    /// Where parts wait for the rest of their frame; `None` (empty in TOML) = `{output.dir}/.mqimg-spool`.
+    #[serde(with = "types::dir_or_off")]
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl Default for Chunks {
+    fn default() -> Self {
+        let limits = ChunkLimits::default();
+        Self {
+            max_frame_bytes: 0,
+            max_parts: limits.max_parts,
+            timeout: limits.timeout,
+            spool_dir: None,
+        }
+    }
+}
+
+impl Chunks {
+    /// The limits, `max_payload_bytes` (`decode.max_payload_bytes`) standing in for a 0 `max_frame_bytes`.
+    pub fn limits(&self, max_payload_bytes: usize) -> ChunkLimits {
+        ChunkLimits {
+            max_frame_bytes: if self.max_frame_bytes == 0 {
+                max_payload_bytes
+            } else {
+                self.max_frame_bytes
+            },
+            max_parts: self.max_parts,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// The spool folder inside `output.dir` when `chunks.spool_dir` is unset. Hidden, and out of reach
+/// of frame files: their topic levels never start with a dot (`sink` escapes it).
+pub const SPOOL_IN_OUTPUT: &str = ".mqimg-spool";
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Log {
     #[serde(deserialize_with = "types::choice")]
     pub format: LogFormat,
@@ -320,6 +422,20 @@ impl Default for Log {
 }
 
 impl Settings {
+    /// The assembly limits of chunked frames.
+    pub fn chunk_limits(&self) -> ChunkLimits {
+        self.chunks.limits(self.decode.max_payload_bytes)
+    }
+
+    /// Where chunked frames' parts are spooled: `chunks.spool_dir`, else `{output.dir}/.mqimg-spool`;
+    /// `None` when neither is set.
+    pub fn spool_dir(&self) -> Option<PathBuf> {
+        self.chunks
+            .spool_dir
+            .clone()
+            .or_else(|| Some(self.output.dir.as_ref()?.join(SPOOL_IN_OUTPUT)))
+    }
+
     /// The settings as TOML, passwords masked.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))

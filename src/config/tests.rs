@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
+use crate::frame::chunks::Fields;
 
 fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
     Some(
@@ -57,9 +58,14 @@ fn the_schema_knows_every_key_of_the_example_including_the_commented_ones() {
         .collect();
     assert!(uncommented.contains("\nusername = "), "{uncommented}");
     assert!(uncommented.contains("\njson_field = "), "{uncommented}");
+    assert!(uncommented.contains("\nid_field = "), "{uncommented}");
+    // The field names are json-parts keys.
+    let uncommented = uncommented.replace("\nchunks = \"none\"", "\nchunks = \"json-parts\"");
     let s = load_str(&uncommented, &[]).unwrap();
     assert_eq!(s.broker.username.as_deref(), Some("mqimg"));
     assert_eq!(s.subscriptions[0].json_field.as_deref(), Some("image"));
+    assert_eq!(s.subscriptions[0].source().fields, Fields::default());
+    assert_eq!(s.subscriptions[0].part_field.as_deref(), Some("part"));
 }
 
 #[test]

@@ -35,8 +35,7 @@ pub fn settings(url: &str, filters: &[&str], dir: &Path) -> Settings {
         .map(|f| Subscription {
             topic: (*f).to_owned(),
             qos: mqimg::config::Qos::AtLeastOnce,
-            encoding: Default::default(),
-            json_field: None,
+            ..Subscription::default()
         })
         .collect();
     settings.output.dir = Some(dir.to_owned());
@@ -251,6 +250,7 @@ pub fn publish_args(
         count,
         rate: None,
         client_id: None,
+        chunking: mqimg::cli::ChunkArgs::default(),
         files: vec![super::fixture_path(file)],
     }
 }
