@@ -130,7 +130,7 @@ impl App {
         } = self;
         let workers = settings.decode.worker_count();
         let context = Arc::new(Context::new(&settings, Arc::clone(&metrics)));
-        let (jobs, done, workers) = workers::spawn(
+        let (jobs, (done_tx, done), workers) = workers::spawn(
             workers,
             settings.pipeline.queue_frames,
             Arc::clone(&context),
@@ -171,13 +171,25 @@ impl App {
             let metrics = Arc::clone(&metrics);
             tokio::spawn(async move { metrics.log_summaries(every).await })
         });
-        let delivery = Driver::new(
+        let mut delivery = Driver::new(
             &settings,
             client,
             jobs,
             context,
             (Arc::clone(&metrics), Arc::clone(&health)),
         );
+        if let Some(setup) = chunk_setup(&settings) {
+            if setup.spool_dir.is_none() {
+                tracing::warn!(
+                    "chunked subscriptions without output.dir or chunks.spool_dir: parts are kept in memory only and acked there, so a crash loses partial frames"
+                );
+            }
+            let assembling = crate::daemon::chunks::spawn(setup.clone(), done_tx)
+                .context("cannot start the chunk assembly thread (chunks.spool_dir)")?;
+            delivery = delivery.with_chunks(setup, assembling);
+        } else {
+            drop(done_tx);
+        }
         let grace = settings.pipeline.shutdown_grace;
         let stop_on_signal = stop.clone();
         let signal_task = tokio::spawn(async move {
@@ -209,4 +221,19 @@ impl App {
         );
         Ok(summary)
     }
+}
+
+/// How chunked subscriptions' parts are assembled; `None` when no subscription is chunked.
+fn chunk_setup(settings: &Settings) -> Option<crate::daemon::chunks::Setup> {
+    let sources: Vec<_> = settings
+        .subscriptions
+        .iter()
+        .filter(|s| s.chunks != crate::frame::chunks::Mode::None)
+        .map(|s| (s.topic.clone(), s.source()))
+        .collect();
+    (!sources.is_empty()).then(|| crate::daemon::chunks::Setup {
+        sources,
+        limits: settings.chunk_limits(),
+        spool_dir: settings.spool_dir(),
+    })
 }

@@ -364,7 +364,8 @@ pub struct Workers {
 }
 
 /// Starts `count` workers taking jobs from a queue of `queue_frames`, and the syncer. Returns the
-/// queue's sender, the outcome receiver and the threads; dropping the sender stops them once the queue
+/// queue's sender, the outcome channel (a sender for other producers of outcomes, and the receiver)
+/// and the threads; dropping the sender stops them once the queue
 /// is empty.
 pub fn spawn(
     count: usize,
@@ -372,12 +373,14 @@ pub fn spawn(
     context: Arc<Context>,
 ) -> std::io::Result<(
     crossbeam_channel::Sender<Job>,
-    mpsc::Receiver<Done>,
+    (mpsc::Sender<Done>, mpsc::Receiver<Done>),
     Workers,
 )> {
     let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(queue_frames);
     let (stored_tx, stored_rx) = std::sync::mpsc::sync_channel(count * DONE_QUEUE_PER_WORKER);
     let (done_tx, done_rx) = mpsc::channel(count * DONE_QUEUE_PER_WORKER);
+    // For the chunk assembly thread, whose spooled parts end like frames.
+    let done_tx_out = done_tx.clone();
     let mut threads = Vec::with_capacity(count + 1);
     for i in 0..count {
         let (job_rx, stored_tx, context) =
@@ -391,7 +394,7 @@ pub fn spawn(
         .name("mqimg-sync".into())
         .spawn(move || sync(&stored_rx, &done_tx, &context))?;
     threads.push(syncer);
-    Ok((job_tx, done_rx, Workers { threads }))
+    Ok((job_tx, (done_tx_out, done_rx), Workers { threads }))
 }
 
 /// Group commit: takes every outcome that is ready, flushes the filesystem once for all their files,

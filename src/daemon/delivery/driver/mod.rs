@@ -191,6 +191,11 @@ impl Driver {
         }
         self.state.retry(Request::Disconnect);
         self.flush();
+        if let Some(assembling) = self.take_assembling() {
+            // Its queue is closed now; it exits at once (parts in flight stay spooled for the next
+            // start), without holding up the shutdown.
+            tokio::task::spawn_blocking(move || assembling.join());
+        }
         summary
     }
 
