@@ -198,46 +198,38 @@ impl Context {
 
     /// Processes one frame: decode, store, log, count, and serialize its record.
     pub fn handle(&self, job: &Job) -> Done {
-        let options = self.options_for(&job.topic);
-        let memory = &self.memory;
-        let result = frame::process(
-            &job.payload,
-            Some(&job.topic),
-            job.received_at,
-            options,
-            memory,
-        )
-        .and_then(|mut processed| {
-            if let Some(dir) = &self.output.dir {
-                let store = || {
-                    let ext = encode::extension(self.output.format, processed.decoded.format);
-                    let path = sink::frame_path(
-                        dir,
-                        &job.topic,
-                        job.received_at,
-                        &processed.record.sha256,
-                        ext,
-                    );
-                    sink::write_unsynced_with(&path, |file| {
-                        encode::write(&processed, self.output.format, file)
-                    })?;
-                    Ok::<_, sink::OutputError>(path)
-                };
-                match store() {
-                    Ok(path) => processed.record.path = Some(path.display().to_string()),
-                    Err(e) => {
-                        return Err(Failure::new(
-                            Some(&job.topic),
+        let (opts, mem) = (self.options_for(&job.topic), &self.memory);
+        let result = frame::process(&job.payload, Some(&job.topic), job.received_at, opts, mem)
+            .and_then(|mut processed| {
+                if let Some(dir) = &self.output.dir {
+                    let store = || {
+                        let ext = encode::extension(self.output.format, processed.decoded.format);
+                        let path = sink::frame_path(
+                            dir,
+                            &job.topic,
                             job.received_at,
-                            job.payload.len(),
-                            Stage::Store,
-                            e,
-                        ));
+                            &processed.record.sha256,
+                            ext,
+                        );
+                        let format = self.output.format;
+                        sink::write_unsynced_with(&path, |f| encode::write(&processed, format, f))?;
+                        Ok::<_, sink::OutputError>(path)
+                    };
+                    match store() {
+                        Ok(path) => processed.record.path = Some(path.display().to_string()),
+                        Err(e) => {
+                            return Err(Failure::new(
+                                Some(&job.topic),
+                                job.received_at,
+                                job.payload.len(),
+                                Stage::Store,
+                                e,
+                            ));
+                        }
                     }
                 }
-            }
-            Ok(processed)
-        });
+                Ok(processed)
+            });
         match result {
             Ok(processed) => {
                 let r = &processed.record;
