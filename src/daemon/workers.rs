@@ -253,9 +253,8 @@ impl Context {
                         &processed.record.sha256,
                         ext,
                     );
-                    sink::write_unsynced_with(&path, |file| {
-                        encode::write(&processed, self.output.format, file)
-                    })?;
+                    let format = self.output.format;
+                    sink::write_unsynced_with(&path, |f| encode::write(&processed, format, f))?;
                     Ok::<_, sink::OutputError>(path)
                 };
                 match store() {

@@ -2,15 +2,19 @@
 //! bytes a frame takes from the decode budget ([`crate::frame::budget`]).
 //!
 //! Each estimate is the RGB8 output plus what the decoder keeps beside it, counted from the decoders'
-//! sources (png 0.18, zune-jpeg 0.5 through image 0.25) and checked against peak RSS of 40-megapixel
-//! frames (`tests/it/memory.rs` holds the measured ones to it): a baseline JPEG 4:2:0 or 4:4:4 needs
-//! its output and row buffers (3.1 bytes a pixel measured), a progressive one its coefficients as well
-//! (4:2:0 +3, 4:4:4 +6, CMYK +8 bytes a pixel), a PNG of any depth its output and a few rows.
+//! sources (png 0.18; zune-jpeg 0.5 through image 0.25) and checked against the peak RSS of
+//! `mqimg decode` on 40-megapixel frames, less the process's own: a PNG of any layout needs its output
+//! and a few rows; a baseline JPEG (4:2:0, 4:4:4, CMYK, grey) its output, its input copied once and a
+//! few MCU rows; a progressive one also all its coefficients (measured +3 bytes a pixel at 4:2:0, +6 at
+//! 4:4:4, +8 for CMYK). The measured peaks stay 2–5 MiB under the estimates; two layouts are
+//! over-estimated, not investigated further: progressive grey (80 MiB under) and a sequential 4:2:0
+//! JPEG with one scan per component (`jpegtran -scans`: +1 byte a pixel measured, 3 estimated). `tests/it/memory.rs` holds the real binary's peak on a PNG bomb to its
+//! RGB8 buffer plus a constant, and the daemon's to the budget plus a constant.
 
 use super::jpeg::Frame;
 
 /// Allocations that do not grow with the image (the decoder structs, Huffman and zlib tables, inflate
-/// windows), and a margin: the measured peaks of 40-megapixel frames stay 2–5 MiB below the estimates.
+/// windows), with a margin.
 pub(super) const FIXED: u64 = 2 << 20;
 
 /// Bytes of the RGB8 output of a `width` x `height` image.
