@@ -357,6 +357,10 @@ impl Context {
     }
 }
 
+/// The workers' outcome channel: a sender for other producers of outcomes (the chunk assembly
+/// thread), and the receiver.
+pub type Outcomes = (mpsc::Sender<Done>, mpsc::Receiver<Done>);
+
 /// The running decode workers.
 pub struct Workers {
     threads: Vec<JoinHandle<()>>,
@@ -370,11 +374,7 @@ pub fn spawn(
     count: usize,
     queue_frames: usize,
     context: Arc<Context>,
-) -> std::io::Result<(
-    crossbeam_channel::Sender<Job>,
-    (mpsc::Sender<Done>, mpsc::Receiver<Done>),
-    Workers,
-)> {
+) -> std::io::Result<(crossbeam_channel::Sender<Job>, Outcomes, Workers)> {
     let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(queue_frames);
     let (stored_tx, stored_rx) = std::sync::mpsc::sync_channel(count * DONE_QUEUE_PER_WORKER);
     let (done_tx, done_rx) = mpsc::channel(count * DONE_QUEUE_PER_WORKER);
