@@ -244,8 +244,9 @@ async fn peak_rss_under_flood(qos: u8, frames: u64, tag: &str) -> u64 {
 /// The bound (16 MiB) plus the daemon's fixed overhead: code and runtime (~20 MiB idle), decode
 /// workers' buffers, rumqttc's read buffer and parsed packets (the broker pushes 60 KB-topic frames
 /// faster than they are taken), its request queue and in-flight records, the events channel.
-/// Measured 45-137 MiB over runs on a loaded 2-core machine; 720-939 MiB before the bound existed.
-const FLOOD_RSS_LIMIT: u64 = (16 + 176) << 20;
+/// Measured 45-210 MiB over runs on a loaded 2-core machine (the more the machine is loaded, the more
+/// the allocator keeps); 720-939 MiB before the bound existed. The limit sits well between the two.
+const FLOOD_RSS_LIMIT: u64 = (16 + 304) << 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qos0_flood_on_a_long_topic_stays_within_the_inflight_byte_bound() {
