@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use super::{ConfigError, ENV_PREFIX, Qos, Secret, Settings, Subscription, env_name};
+use super::{
+    ConfigError, ENV_PREFIX, Qos, Secret, Settings, Subscription, TopicRetention, env_name,
+};
 
 /// Between the prefix and each key part of an environment variable.
 const SEPARATOR: &str = "__";
@@ -89,6 +91,10 @@ fn schema() -> Table {
         qos: Qos::AtLeastOnce,
         encoding: Default::default(),
         json_field: Some(String::new()),
+    }];
+    every.retention.topics = vec![TopicRetention {
+        filter: String::new(),
+        max_age: None,
     }];
     // Plain data always serialises; were it not to, every key would be refused and every test fail.
     Table::try_from(&every).unwrap_or_default()

@@ -15,6 +15,7 @@ impl Settings {
         self.validate_broker()?;
         self.validate_subscriptions()?;
         self.validate_output()?;
+        self.retention.validate()?;
         let d = &self.decode;
         for (key, value) in [
             ("decode.max_payload_bytes", d.max_payload_bytes as u64),

@@ -3,5 +3,6 @@
 pub mod app;
 pub mod delivery;
 pub mod mqtt;
+pub mod retention;
 pub mod sink;
 pub mod workers;
