@@ -23,7 +23,10 @@ fn main() {
     if !dir.exists() {
         let started = Instant::now();
         generate(dir, files);
-        println!("generated {files} files in {:.1} s", started.elapsed().as_secs_f64());
+        println!(
+            "generated {files} files in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
     let policy = Policy(Retention {
         max_age: Some(Duration::from_secs(30 * 86_400)),
@@ -48,12 +51,16 @@ fn main() {
 }
 
 /// `files` sparse frame files under `dir`, as mqimg names them, with modification times spread over
-/// the 90 days before now.
+/// the 90 days up to today.
 fn generate(dir: &Path, files: usize) {
     const CAMERAS: usize = 4;
     const DAYS: usize = 90;
     let per_folder = files.div_ceil(CAMERAS * DAYS);
-    let now = SystemTime::now();
+    let today = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs()
+        / 86_400;
     let mut made = 0;
     'all: for day in 0..DAYS {
         for camera in 0..CAMERAS {
@@ -62,8 +69,9 @@ fn generate(dir: &Path, files: usize) {
                 if made == files {
                     break 'all;
                 }
-                let age = Duration::from_secs((day * 86_400 + k * 86_400 / per_folder) as u64);
-                let at = now - age;
+                // Spread over the day, so that a date folder holds its own day's files only.
+                let secs = (today - day as u64) * 86_400 + (k * 86_400 / per_folder) as u64;
+                let at = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
                 let sha = format!("{made:032x}{}", "0".repeat(32));
                 let path = mqimg::daemon::sink::frame_path(dir, &topic, at, &sha, "jpg");
                 if k == 0 {

@@ -61,7 +61,7 @@ pub struct Finished {
     pub stored: bool,
     /// The frame, while its file still has to be flushed: if flushing fails it is stored again.
     pub unsynced: Option<Job>,
-    /// Keeps retention off its file until the record is published.
+    /// Keeps retention off its file until its record is acknowledged.
     pub in_use: Option<InUse>,
 }
 

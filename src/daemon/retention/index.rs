@@ -14,6 +14,7 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -203,6 +204,8 @@ pub struct Index {
     /// Wakes the janitor before its interval: a write found the disk full.
     wake: crossbeam_channel::Sender<()>,
     woken: crossbeam_channel::Receiver<()>,
+    /// Set at shutdown: a sweep in progress stops at its next file.
+    stopping: AtomicBool,
 }
 
 impl fmt::Debug for Index {
@@ -237,6 +240,7 @@ impl Index {
             metrics,
             wake,
             woken,
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -315,6 +319,11 @@ impl Index {
         &self.woken
     }
 
+    /// Stops sweeps: each one in progress ends at its next file.
+    pub(super) fn stop_sweeping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
     /// Files and bytes known.
     pub fn totals(&self) -> (u64, u64) {
         let state = self.lock();
@@ -347,6 +356,9 @@ impl Index {
         rel: &Path,
         take: impl FnOnce(&Entry) -> bool,
     ) -> Option<(Entry, Removal)> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return None;
+        }
         let mut state = self.lock();
         let front = state.files.folders.get(rel)?.entries.front()?;
         if !take(front) {
@@ -362,6 +374,9 @@ impl Index {
         &self,
         take: impl FnOnce(u64) -> bool,
     ) -> Option<(PathBuf, Entry, Removal)> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return None;
+        }
         let mut state = self.lock();
         if !take(state.files.bytes) {
             return None;

@@ -28,6 +28,8 @@ pub use sweep::{Reason, Space, Swept, space, sweep};
 pub struct Janitor {
     /// Dropped to stop it: it wakes and exits.
     stop: Option<crossbeam_channel::Sender<()>>,
+    /// Told to stop a sweep in progress.
+    index: Arc<Index>,
     thread: JoinHandle<()>,
 }
 
@@ -36,17 +38,22 @@ impl Janitor {
     /// sooner when [`Index::wake`] asks).
     pub fn start(index: Arc<Index>, interval: Duration) -> std::io::Result<Janitor> {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
-        let thread = std::thread::Builder::new()
-            .name("mqimg-retention".into())
-            .spawn(move || run(&index, interval, &stopped))?;
+        let thread = {
+            let index = Arc::clone(&index);
+            std::thread::Builder::new()
+                .name("mqimg-retention".into())
+                .spawn(move || run(&index, interval, &stopped))?
+        };
         Ok(Janitor {
             stop: Some(stop),
+            index,
             thread,
         })
     }
 
     /// Stops the janitor (a scan or sweep in progress ends at its next step) and waits for it.
     pub fn stop(mut self) {
+        self.index.stop_sweeping();
         drop(self.stop.take());
         if self.thread.join().is_err() {
             tracing::error!("the retention thread panicked");
