@@ -9,7 +9,8 @@ One run, one machine, one private Mosquitto on a free loopback port (never 1883)
           records-only (output.dir unset), one decode worker, and the reference consumer
           (bench/reference/consumer.py) draining the same queue.
   live    frames published at a fixed rate (50 % of mqimg's drain rate) as JSON envelopes; latency =
-          record arrival - envelope ts (p50/p99/max).
+          record arrival - envelope ts (p50/p99/max). Optionally per durability mode (--live-sync) and
+          while another process writes 2 GB to the same filesystem (--live-writer).
   burst   10,000 frames at QoS 0 far beyond capacity: peak RSS, no crash, every frame either decoded or
           dropped with a `queue` failure record; published vs received by mqimg.
   ceiling the project's criterion bench (`cargo bench --bench decode`): single-core JPEG->RGB8 rate x cores.
@@ -463,7 +464,7 @@ class Bench:
         return ok
 
     def write_config(self, tag, topic, client_id, *, store=True, workers=0, sub_qos=1, encoding="auto",
-                     verify_entropy=None):
+                     verify_entropy=None, sync=None):
         """mqimg's config as a user would write it; only the bench-specific keys differ from the defaults."""
         outdir = os.path.join(self.work, f"frames-{tag}") if store else None
         lines = [
@@ -482,6 +483,8 @@ class Bench:
         ]
         if outdir:
             lines += [f'dir = "{outdir}"', 'format = "original"']
+            if sync:
+                lines.append(f'sync = "{sync}"')
         else:
             lines += ["# dir unset: no frame files, records only"]
         lines += ['results_topic = "mqimg/results/{topic}"', 'errors_topic = "mqimg/errors/{topic}"', "qos = 1",
@@ -896,16 +899,22 @@ class Bench:
 
     # ---------------- live
 
-    def live(self, size, rate, seconds, variant="user"):
-        tag = self.next_tag(f"live-{variant}-{size}" if variant != "user" else f"live-{size}")
+    def live(self, size, rate, seconds, variant="user", sync=None, writer=False):
+        kind = f"live-{variant}-{size}" if variant != "user" else f"live-{size}"
+        if sync:
+            kind += f"-sync-{sync}"
+        if writer:
+            kind += "-writer"
+        tag = self.next_tag(kind)
         topic = f"cameras/bench/{tag}"
         cid = f"mqimg-bench-{tag}"
         fixture = os.path.join(FIXTURES, f"photo-{size}.jpg")
         n = max(20, int(rate * seconds))
-        cfg, outdir = self.write_config(tag, topic, cid, store=(variant != "records-only"))
+        cfg, outdir = self.write_config(tag, topic, cid, store=(variant != "records-only"), sync=sync)
         logpath = os.path.join(self.logdir, f"{tag}.log")
-        row = {"tag": tag, "size": size, "variant": variant, "rate_hz": round(rate, 1), "frames": n}
-        log(f"== {tag}: {n} JSON frames at {rate:.1f}/s")
+        row = {"tag": tag, "size": size, "variant": variant, "rate_hz": round(rate, 1), "frames": n,
+               "sync": sync or "default", "writer": bool(writer)}
+        log(f"== {tag}: {n} JSON frames at {rate:.1f}/s" + (f", {self.a.writer_mb} MB written alongside" if writer else ""))
         self.wait_idle()
         row["loadavg"] = loadavg()
         obs = Observer(self.port, [f"mqimg/results/{topic}", f"mqimg/errors/{topic}"], expect=n)
@@ -919,10 +928,13 @@ class Bench:
             obs.close()
             return self._fail(row, logpath)
         s0 = snap([pid, self.broker.pid])
+        wproc = self.start_writer(tag) if writer else None
         row["publish"] = self.publish(fixture, topic, n, qos=1, encoding="json", rate=rate,
                                       logname=f"{tag}.publish.log")
         obs.done.wait(self.a.idle_timeout)
         s1 = snap([pid, self.broker.pid])
+        if wproc:
+            row["writer_run"] = self.stop_writer(wproc)
         killed = self.stop_proc(p, pid)
         obs.close()
         recs = obs.records()
@@ -975,6 +987,26 @@ class Bench:
                               f"{row['failure_records']} failure records")
             log("   !! " + row["anomaly"])
         return row
+
+    def start_writer(self, tag):
+        """Another process writing --writer-mb MB to the filesystem the frames go to (buffered, as a build
+        or a copy would): what a syncfs per batch must then flush too."""
+        path = os.path.join(self.work, f"writer-{tag}.bin")
+        p = subprocess.Popen(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={self.a.writer_mb}", "status=none"])
+        return (p, path, time.time())
+
+    @staticmethod
+    def stop_writer(w):
+        p, path, t0 = w
+        finished = p.poll() is not None
+        if not finished:
+            p.terminate()
+        p.wait()
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        return {"finished_within_case": finished, "seconds": round(time.time() - t0, 1)}
 
     # ---------------- burst
 
@@ -1134,7 +1166,7 @@ class Bench:
                     if self.ref_ok:
                         self.results["drain"].append(self.drain_best(self.drain_reference, s, frames[s]))
                     self.results["drain"].append(self.drain_best(self.drain_mqimg, s, frames[s], "user"))
-                    if s in EXTRA_SIZES or a.all_variants:
+                    if (s in EXTRA_SIZES or a.all_variants) and not a.no_drain_variants:
                         for v in ("records-only", "1-worker") + (("no-verify",) if self.has_verify else ()):
                             self.results["drain"].append(self.drain_best(self.drain_mqimg, s, frames[s], v))
                     self.save()
@@ -1145,8 +1177,12 @@ class Bench:
                         self.notice(f"live {s}: no drain rate to take 50 % of (pass --live-rate)")
                         continue
                     rate = fps * a.live_load if self._drain_fps(s, "mqimg", "user") else fps
+                    syncs = a.live_sync.split(",") if a.live_sync else [None]
+                    writers = {"off": [False], "on": [True], "both": [False, True]}[a.live_writer]
                     for v in a.live_variants.split(","):
-                        self.results["live"].append(self.live(s, rate, a.live_seconds, v))
+                        for sync in syncs:
+                            for w in writers:
+                                self.results["live"].append(self.live(s, rate, a.live_seconds, v, sync, w))
                     self.save()
             if "burst" in only:
                 self.results["burst"] = self.burst(a.burst_size, a.burst_frames)
@@ -1228,15 +1264,16 @@ class Bench:
         else:
             add("peak RSS ≤ reference (1920x1080 drain)", "1920x1080", None, None, None, "not measured")
         for lv in self.results["live"]:
-            if lv.get("variant", "user") != "user":
+            if lv.get("variant", "user") != "user" or lv.get("writer"):
                 continue
             dm, src = self.decode_ms(lv["size"])
             p99 = (lv.get("latency_ms") or {}).get("p99")
+            label = lv["size"] + (f" sync={lv['sync']}" if lv.get("sync", "default") != "default" else "")
             if dm is None or p99 is None:
-                add("live p99 ≤ 3× decode + 10 ms", lv["size"], p99, None, None, "no decode time or no latency")
+                add("live p99 ≤ 3× decode + 10 ms", label, p99, None, None, "no decode time or no latency")
                 continue
             goal = round(3 * dm + 10, 1)
-            add("live p99 ≤ 3× decode + 10 ms", lv["size"], p99, goal, p99 <= goal,
+            add("live p99 ≤ 3× decode + 10 ms", label, p99, goal, p99 <= goal,
                 f"decode {dm:.2f} ms ({src}); rate {lv['rate_hz']}/s")
         b = self.results.get("burst")
         if b:
@@ -1313,12 +1350,40 @@ class Bench:
                 a_, b_ = r.get("publish_to_received_ms") or {}, r.get("received_to_record_ms") or {}
                 notes = "; ".join(str(r[k]) for k in ("error", "anomaly", "shutdown") if r.get(k))
                 vname = "" if r.get("variant", "user") == "user" else f" ({r['variant']})"
+                if r.get("sync", "default") != "default":
+                    vname += f" sync={r['sync']}"
+                if r.get("writer"):
+                    vname += " +writer"
                 L.append(f"| {r['size']}{vname} | {r['rate_hz']} | {r.get('records', '-')}/{r['frames']} | {fmt(lm.get('p50'))} | "
                          f"{fmt(lm.get('p90'))} | {fmt(lm.get('p99'))} | {fmt(lm.get('max'))} | "
                          f"{fmt(a_.get('p50'))} / {fmt(a_.get('p99'))} | {fmt(b_.get('p50'))} / {fmt(b_.get('p99'))} | "
                          f"{fmt(r.get('decode_ms_p50'), 1)} / {fmt(r.get('decode_ms_p99'), 1)} | "
                          f"{fmt(r.get('cpu_pct'), 0)} | {fmt(r.get('peak_rss_mb'), 0)} | {notes} |")
             L.append("")
+            modes = [r for r in R["live"] if r.get("variant", "user") == "user"
+                     and (r.get("sync", "default") != "default" or r.get("writer"))]
+            if modes:
+                L.append("### Durability modes (`output.sync`): live latency alone and while another process writes "
+                         f"{self.a.writer_mb} MB to the same filesystem")
+                L.append("")
+                L.append("| frame | sync | rate /s | alone p50 / p99 / max ms | with writer p50 / p99 / max ms | goal p99 ms |")
+                L.append("|---|---|---:|---:|---:|---:|")
+                seen = []
+                for r in modes:
+                    key = (r["size"], r.get("sync", "default"))
+                    if key in seen:
+                        continue
+                    seen.append(key)
+                    cells = []
+                    for w in (False, True):
+                        m = next((x for x in modes if (x["size"], x.get("sync", "default")) == key
+                                  and bool(x.get("writer")) == w), None)
+                        lm = (m or {}).get("latency_ms") or {}
+                        cells.append(f"{fmt(lm.get('p50'))} / {fmt(lm.get('p99'))} / {fmt(lm.get('max'))}" if m else "-")
+                    dm, _ = self.decode_ms(r["size"])
+                    goal = fmt(round(3 * dm + 10, 1)) if dm is not None else "-"
+                    L.append(f"| {key[0]} | {key[1]} | {r['rate_hz']} | {cells[0]} | {cells[1]} | {goal} |")
+                L.append("")
         b = R.get("burst")
         if b:
             L.append(f"### QoS 0 burst: {b['published']} × {b['size']} frames published at max rate (subscription qos 0)")
@@ -1373,6 +1438,13 @@ def main():
     ap.add_argument("--live-seconds", type=float)
     ap.add_argument("--live-variants", default="user",
                     help="comma list: user (records + stored, the target) and/or records-only (output.dir unset)")
+    ap.add_argument("--live-sync", help="comma list of output.sync modes (batch,file,none) to run each live case "
+                                         "with (default: the daemon's default only)")
+    ap.add_argument("--live-writer", choices=("off", "on", "both"), default="off",
+                    help="run live cases while another process (dd) writes --writer-mb MB to the frames' filesystem")
+    ap.add_argument("--writer-mb", type=int, default=2048)
+    ap.add_argument("--no-drain-variants", action="store_true",
+                    help="drain only mqimg as configured (and the reference): no records-only, 1-worker, no-verify rows")
     ap.add_argument("--burst-frames", type=int)
     ap.add_argument("--burst-size", default="640x480")
     ap.add_argument("--broker-nodelay", action="store_true", help="set_tcp_nodelay true in the broker")

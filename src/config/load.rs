@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use super::{ConfigError, ENV_PREFIX, Secret, Settings, Subscription, env_name};
+use super::{ConfigError, ENV_PREFIX, Secret, Settings, Subscription, TopicRetention, env_name};
 
 /// Between the prefix and each key part of an environment variable.
 const SEPARATOR: &str = "__";
@@ -93,6 +93,10 @@ fn schema() -> Table {
         id_field: some(),
         first_part: Some(1),
         ..Subscription::default()
+    }];
+    every.retention.topics = vec![TopicRetention {
+        filter: String::new(),
+        max_age: None,
     }];
     // Plain data always serialises; were it not to, every key would be refused and every test fail.
     Table::try_from(&every).unwrap_or_default()

@@ -11,6 +11,7 @@
 //! `mqimg print-default-config` prints.
 
 mod load;
+mod storage;
 mod types;
 mod validate;
 
@@ -30,6 +31,7 @@ use crate::frame::chunks::{Fields, Limits as ChunkLimits, Mode, Source};
 use crate::frame::decode::Limits;
 pub use crate::frame::encode::OutputFormat;
 use crate::frame::payload::Encoding;
+pub use storage::{Retention, SyncMode, TopicRetention};
 pub use types::{
     BrokerAddr, BrokerAddrError, LogFilter, LogFilterError, LogFormat, Qos, QosError, Scheme,
     Secret,
@@ -102,6 +104,7 @@ pub struct Settings {
     pub broker: Broker,
     pub subscriptions: Vec<Subscription>,
     pub output: Output,
+    pub retention: Retention,
     pub decode: Decode,
     pub pipeline: Pipeline,
     pub chunks: Chunks,
@@ -243,6 +246,11 @@ pub struct Output {
     pub retain: bool,
     /// Largest record published; larger ones (huge envelopes' `meta`) are trimmed.
     pub max_record_bytes: usize,
+    /// What a frame file must reach before the frame is acked.
+    #[serde(deserialize_with = "types::choice")]
+    pub sync: SyncMode,
+    /// Keep `{dir}/{topic levels}/latest.{ext}` holding each topic's newest frame.
+    pub latest: bool,
 }
 
 impl Default for Output {
@@ -255,6 +263,8 @@ impl Default for Output {
             qos: Qos::AtLeastOnce,
             retain: false,
             max_record_bytes: 256 << 10,
+            sync: SyncMode::default(),
+            latest: false,
         }
     }
 }

@@ -18,6 +18,7 @@ impl Settings {
         self.validate_subscriptions()?;
         self.validate_output()?;
         self.validate_chunks()?;
+        self.retention.validate()?;
         let d = &self.decode;
         for (key, value) in [
             ("decode.max_payload_bytes", d.max_payload_bytes as u64),

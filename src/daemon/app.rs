@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::daemon::delivery::{Driver, Summary};
 use crate::daemon::mqtt::{self, Poller};
+use crate::daemon::retention::{Index, Janitor};
 use crate::daemon::sink;
 use crate::daemon::workers::{self, Context};
 use crate::ops::health::Health;
@@ -37,15 +38,21 @@ pub struct App {
 
 impl App {
     /// Validates what can be checked before connecting: the output folder, the broker address.
-    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+    /// `output.dir` is resolved to an absolute path here, once: records carry paths other programs on
+    /// this machine can open.
+    pub fn build(mut settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
-        if let Some(dir) = &settings.output.dir {
-            std::fs::create_dir_all(dir)
+        if let Some(dir) = &mut settings.output.dir {
+            std::fs::create_dir_all(&*dir)
                 .with_context(|| format!("cannot create output.dir {}", dir.display()))?;
             let probe = dir.join(".mqimg-write-test");
             std::fs::write(&probe, b"")
                 .with_context(|| format!("output.dir {} is not writable", dir.display()))?;
             let _ = std::fs::remove_file(probe);
+            *dir = std::fs::canonicalize(&*dir)
+                .with_context(|| format!("cannot resolve output.dir {}", dir.display()))?;
+        } else if settings.retention.is_on() {
+            tracing::warn!("[retention] is set but output.dir is not: no frame files to delete");
         }
         let output_lock = settings.output.dir.as_deref().map(sink::claim_output);
         let output_lock = output_lock.transpose().context("cannot take output.dir")?;
@@ -92,6 +99,8 @@ impl App {
             client_id = %s.broker.client_id,
             subscriptions,
             output_dir = s.output.dir.as_ref().map_or_else(|| "(frames not stored)".into(), |d| d.display().to_string()),
+            sync = s.output.sync.as_str(),
+            retention = if s.retention.is_on() && s.output.dir.is_some() { "on" } else { "off" },
             workers = s.decode.worker_count(),
             http,
             "mqimg starting"
@@ -128,8 +137,19 @@ impl App {
             health,
             output_lock: _held_until_run_ends,
         } = self;
+        let index = settings
+            .output
+            .dir
+            .clone()
+            .filter(|_| settings.retention.is_on())
+            .map(|dir| Index::new(dir, settings.retention.clone(), Arc::clone(&metrics)));
+        let janitor = index
+            .clone()
+            .map(|index| Janitor::start(index, settings.retention.interval))
+            .transpose()
+            .context("cannot start the retention thread")?;
         let workers = settings.decode.worker_count();
-        let context = Arc::new(Context::new(&settings, Arc::clone(&metrics)));
+        let context = Arc::new(Context::new(&settings, Arc::clone(&metrics), index));
         let (jobs, (done_tx, done), workers) = workers::spawn(
             workers,
             settings.pipeline.queue_frames,
@@ -210,9 +230,14 @@ impl App {
             task.abort();
         }
         // Workers exit once their queue is empty; the delivery task already dropped its sender.
-        tokio::task::spawn_blocking(move || workers.join())
-            .await
-            .ok();
+        tokio::task::spawn_blocking(move || {
+            workers.join();
+            if let Some(janitor) = janitor {
+                janitor.stop();
+            }
+        })
+        .await
+        .ok();
         tracing::info!(
             received = metrics.received.get(),
             ok = metrics.ok.get(),

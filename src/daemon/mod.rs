@@ -4,5 +4,6 @@ pub mod app;
 pub mod chunks;
 pub mod delivery;
 pub mod mqtt;
+pub mod retention;
 pub mod sink;
 pub mod workers;

@@ -1,8 +1,10 @@
 //! Decode workers: OS threads (never the async reactor) that turn a received frame into a stored file
 //! and a serialized record. The one place that states the decode queue's bound.
 //!
-//! Workers write frame files without waiting for the disk; the syncer thread makes a whole batch of
-//! them durable with one `syncfs` (group commit) before their outcomes may be acked.
+//! With `output.sync = "batch"` workers write frame files without waiting for the disk, and the syncer
+//! thread makes a whole batch of them durable with one `syncfs` (group commit) before their outcomes
+//! may be acked. With `"file"` each worker flushes its own file; with `"none"` nothing is flushed. Either
+//! way an outcome reaches the delivery task only once its file is as durable as configured.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -12,9 +14,10 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::config::{Output, Settings};
+use crate::config::{Output, Settings, SyncMode};
 use crate::daemon::delivery::state::RecordOut;
-use crate::daemon::sink;
+use crate::daemon::retention::{InUse, Index};
+use crate::daemon::sink::{self, Frames};
 use crate::frame::budget::MemoryBudget;
 use crate::frame::record::{Failure, Record, Stage};
 use crate::frame::topic;
@@ -68,6 +71,8 @@ pub struct Finished {
     pub stored: bool,
     /// The frame, while its file still has to be flushed: if flushing fails it is stored again.
     pub unsynced: Option<Job>,
+    /// Keeps retention off its file until its record is acknowledged.
+    pub in_use: Option<InUse>,
 }
 
 /// What handling a job came to, before the worker wraps it (it owns the job).
@@ -185,6 +190,8 @@ pub struct Context {
     /// Payloads on topics no filter matches (possible with overlapping session subscriptions).
     fallback: Options,
     output: Output,
+    /// Where and how frame files are written; `None` when `output.dir` is unset.
+    frames: Option<Frames>,
     /// The workers' queue bound, for messages.
     queue_frames: usize,
     /// `decode.max_memory_bytes`, shared by all workers: each frame holds its decode's estimate
@@ -194,7 +201,9 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Self {
+    /// `index` is retention's accounting, when it is on. `output.dir` is used as it is: the daemon
+    /// resolves it to an absolute path first.
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>, index: Option<Arc<Index>>) -> Self {
         let sources = settings
             .subscriptions
             .iter()
@@ -207,6 +216,11 @@ impl Context {
             sources,
             fallback: settings.decode.options(Default::default(), None),
             output: settings.output.clone(),
+            frames: settings
+                .output
+                .dir
+                .clone()
+                .map(|dir| Frames::new(dir, settings.output.sync, settings.output.latest, index)),
             queue_frames: settings.pipeline.queue_frames,
             memory: settings.decode.memory_budget(),
             metrics,
@@ -229,6 +243,7 @@ impl Context {
     fn handle(&self, job: &Job) -> Handled {
         let options = self.options_for(&job.topic);
         let memory = &self.memory;
+        let mut stored = None;
         let result = frame::process(
             &job.payload,
             Some(&job.topic),
@@ -243,23 +258,41 @@ impl Context {
                     processed.record.meta.clone_from(&assembled.meta);
                 }
             }
-            if let Some(dir) = &self.output.dir {
+            if let Some(frames) = &self.frames {
                 let store = || {
                     let ext = encode::extension(self.output.format, processed.decoded.format);
-                    let path = sink::frame_path(
-                        dir,
-                        &job.topic,
-                        job.received_at,
+                    // The image as received needs no copy; PNG and PPM are made in memory once.
+                    let bytes: std::borrow::Cow<'_, [u8]> =
+                        if encode::is_original(self.output.format, processed.decoded.format) {
+                            std::borrow::Cow::Borrowed(&processed.image)
+                        } else {
+                            let mut out = Vec::new();
+                            encode::write(&processed, self.output.format, &mut out).map_err(
+                                |source| sink::OutputError::Io {
+                                    path: frames.dir().to_owned(),
+                                    source,
+                                },
+                            )?;
+                            std::borrow::Cow::Owned(out)
+                        };
+                    frames.store(
+                        (&job.topic, job.seq, job.received_at),
                         &processed.record.sha256,
                         ext,
-                    );
-                    let format = self.output.format;
-                    sink::write_unsynced_with(&path, |f| encode::write(&processed, format, f))?;
-                    Ok::<_, sink::OutputError>(path)
+                        &bytes,
+                    )
                 };
                 match store() {
-                    Ok(path) => processed.record.path = Some(path.display().to_string()),
-                    Err(e) if e.is_environmental() => return Ok(Err(e.to_string())),
+                    Ok(file) => {
+                        processed.record.path = Some(file.path.display().to_string());
+                        stored = Some(file);
+                    }
+                    Err(e) if e.is_environmental() => {
+                        if e.is_full() {
+                            frames.full();
+                        }
+                        return Ok(Err(e.to_string()));
+                    }
                     Err(e) => {
                         return Err(Failure::new(
                             Some(&job.topic),
@@ -287,14 +320,17 @@ impl Context {
                     path: r.path.clone(),
                     warnings: r.warnings.clone(),
                 };
-                let stored = processed.record.path.is_some();
                 let record = Record::Success(Box::new(processed.record));
+                if stored.as_ref().is_some_and(|s| s.flushed) {
+                    self.metrics.frames_flushed.inc();
+                }
                 Handled::Finished(Box::new(Finished {
                     seq: job.seq,
                     record: self.record_out(&self.output.results_topic, &job.topic, record),
                     report,
-                    stored,
+                    stored: stored.is_some(),
                     unsynced: None,
+                    in_use: stored.and_then(|s| s.in_use),
                 }))
             }
             Err(failure) => Handled::Finished(Box::new(self.failed(job.seq, failure))),
@@ -317,6 +353,7 @@ impl Context {
             report,
             stored: false,
             unsynced: None,
+            in_use: None,
         }
     }
 
@@ -408,10 +445,14 @@ fn sync(stored: &Receiver<Done>, done: &mpsc::Sender<Done>, context: &Context) {
             }
         }
         let unsynced = |d: &Done| matches!(d, Done::Finished(f) if f.unsynced.is_some());
-        if let Some(dir) = &context.output.dir
-            && batch.iter().any(unsynced)
+        let waiting = batch.iter().filter(|d| unsynced(d)).count();
+        if let Some(frames) = &context.frames
+            && waiting > 0
         {
-            let flushed = sink::sync_filesystem(dir);
+            let flushed = sink::sync_filesystem(frames.dir());
+            if flushed.is_ok() {
+                context.metrics.frames_flushed.inc_by(waiting as u64);
+            }
             batch = batch
                 .into_iter()
                 .map(|d| match (d, &flushed) {
@@ -467,7 +508,11 @@ fn work(jobs: &crossbeam_channel::Receiver<Job>, done: &SyncSender<Done>, contex
                 });
         let outcome = match handled {
             Handled::Finished(mut finished) => {
-                if finished.stored {
+                let batched = context
+                    .frames
+                    .as_ref()
+                    .is_some_and(|f| f.sync() == SyncMode::Batch);
+                if finished.stored && batched {
                     finished.unsynced = Some(job);
                 }
                 Done::Finished(*finished)

@@ -61,6 +61,11 @@ pub fn extension(format: OutputFormat, image: Format) -> &'static str {
     }
 }
 
+/// Whether the frame file in `format` is the image as received (nothing to convert).
+pub fn is_original(format: OutputFormat, image: Format) -> bool {
+    format == OutputFormat::Original || (format == OutputFormat::Png && image == Format::Png)
+}
+
 /// Writes the frame file's bytes in `format` to `out`: the image bytes themselves when no conversion
 /// is needed.
 pub fn write(frame: &Processed<'_>, format: OutputFormat, out: &mut dyn Write) -> io::Result<()> {

@@ -11,29 +11,11 @@ use crate::support::daemon::{
     Daemon, DaemonProcess, http_get, json, publish_args, settings, write_config,
 };
 use crate::support::{
-    Broker, Subscriber, Tmpfs, fixture, is_root, publish_all, vm_hwm_bytes, wait_until,
-    with_timeout,
+    Broker, Subscriber, Tmpfs, distinct_frames, fixture, is_root, publish_all, vm_hwm_bytes,
+    wait_until, with_timeout,
 };
 
 const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// `n` distinct valid JPEGs (~106 KB): the 640x480 photo with a numbered comment segment, so each is
-/// stored in its own file.
-fn distinct_frames(n: usize) -> Vec<Vec<u8>> {
-    let photo = fixture("frames/photo-640x480.jpg");
-    (0..n)
-        .map(|i| {
-            let comment = format!("mqimg test frame {i}");
-            let len = u16::try_from(comment.len() + 2).expect("a short comment");
-            let mut jpeg = photo[..2].to_vec();
-            jpeg.extend_from_slice(&[0xFF, 0xFE]);
-            jpeg.extend_from_slice(&len.to_be_bytes());
-            jpeg.extend_from_slice(comment.as_bytes());
-            jpeg.extend_from_slice(&photo[2..]);
-            jpeg
-        })
-        .collect()
-}
 
 /// Every frame file under `dir` (not the daemon's write probe or temp files).
 fn stored_files(dir: &Path) -> BTreeSet<String> {

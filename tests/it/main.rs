@@ -9,4 +9,5 @@ mod publish;
 mod record_topics;
 mod restart;
 mod startup;
+mod storage;
 mod support;

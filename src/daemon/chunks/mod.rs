@@ -267,6 +267,7 @@ impl Worker {
                 },
                 stored: true,
                 unsynced: None,
+                in_use: None,
             };
             if self.done.blocking_send(Done::Finished(finished)).is_err() {
                 return false;

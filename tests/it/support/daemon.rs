@@ -143,7 +143,22 @@ impl DaemonProcess {
 
     /// Starts `mqimg run -c config` without waiting for anything.
     pub fn spawn(config: &Path) -> DaemonProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mqimg"))
+        DaemonProcess::spawn_in(config, None)
+    }
+
+    /// Like [`DaemonProcess::start`], in the working directory `cwd`.
+    pub async fn start_in(config: &Path, cwd: &Path) -> DaemonProcess {
+        let mut daemon = DaemonProcess::spawn_in(config, Some(cwd));
+        daemon.wait_for_log("subscribed", READY_TIMEOUT_SECS).await;
+        daemon
+    }
+
+    fn spawn_in(config: &Path, cwd: Option<&Path>) -> DaemonProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mqimg"));
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
             .args(["run", "-c"])
             .arg(config)
             .env("RUST_LOG", "info")

@@ -21,6 +21,7 @@ mod chunks;
 use super::state::{Arrival, Delivery, DropReason, Outcome, Request, Rules, StoreFailed};
 use crate::config::{Qos, Settings};
 use crate::daemon::mqtt::{self, MqttEvent};
+use crate::daemon::retention::InUse;
 use crate::daemon::workers::{Context, Done, Finished, Job, Report};
 use crate::frame::record::{Failure, Stage};
 use crate::ops::health::Health;
@@ -57,6 +58,8 @@ pub struct Driver {
     health: Arc<Health>,
     /// What each frame became, logged once its outcome is final.
     reports: HashMap<u64, Report>,
+    /// Frame files retention must not delete yet: their records are not published.
+    in_use: HashMap<u64, InUse>,
     /// PUBACKs sent for frames, to notice a stall.
     acked: u64,
     /// `pipeline.max_inflight_bytes`, for messages.
@@ -112,6 +115,7 @@ impl Driver {
             health,
             chunks: None,
             reports: HashMap::new(),
+            in_use: HashMap::new(),
             acked: 0,
             max_held_bytes: settings.pipeline.max_inflight_bytes,
             store_retry_at: None,
@@ -303,6 +307,9 @@ impl Driver {
             self.metrics.ok.inc();
         }
         self.reports.insert(done.seq, done.report);
+        if let Some(in_use) = done.in_use {
+            self.in_use.insert(done.seq, in_use);
+        }
         let recovered = self.state.on_done(Outcome {
             seq: done.seq,
             record: done.record,
@@ -406,6 +413,7 @@ impl Driver {
             self.metrics.records_failed.inc();
         }
         for seq in self.state.take_finished() {
+            self.in_use.remove(&seq);
             if let Some(report) = self.reports.remove(&seq) {
                 report.log(seq);
             }
