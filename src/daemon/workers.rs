@@ -18,6 +18,7 @@ use crate::daemon::sink;
 use crate::frame::record::{Failure, Record, Stage};
 use crate::frame::topic;
 use crate::frame::{self, Options, encode};
+use crate::ops::live;
 use crate::ops::metrics::Metrics;
 
 /// Outcomes waiting for the syncer, and for the delivery task, per worker.
@@ -58,6 +59,8 @@ pub struct Finished {
     pub stored: bool,
     /// The frame, while its file still has to be flushed: if flushing fails it is stored again.
     pub unsynced: Option<Job>,
+    /// What the live view shows of it (when the HTTP listener is on).
+    pub live: Option<live::Update>,
 }
 
 /// What handling a job came to, before the worker wraps it (it owns the job).
@@ -175,6 +178,8 @@ pub struct Context {
     /// The workers' queue bound, for messages.
     queue_frames: usize,
     metrics: Arc<Metrics>,
+    /// Builds what the live view gets and records' `url`; `None` without an HTTP listener.
+    live: Option<live::Feed>,
 }
 
 impl Context {
@@ -193,6 +198,10 @@ impl Context {
             output: settings.output.clone(),
             queue_frames: settings.pipeline.queue_frames,
             metrics,
+            live: settings
+                .http
+                .listen
+                .map(|_| live::Feed::new(&settings.http, settings.output.dir.as_deref())),
         }
     }
 
@@ -245,7 +254,19 @@ impl Context {
             });
         match result {
             Ok(Err(store_error)) => Handled::StoreBlocked(store_error),
-            Ok(Ok(processed)) => {
+            Ok(Ok(mut processed)) => {
+                let live = self.live.as_ref().map(|feed| {
+                    processed.record.url = feed.url(&job.topic, &processed.record.sha256);
+                    let applied = options.limits.apply_orientation;
+                    let orientation = if applied {
+                        processed.record.orientation
+                    } else {
+                        1
+                    };
+                    let image =
+                        live::image_bytes(&job.payload, std::mem::take(&mut processed.image));
+                    feed.success(&processed.record, image, orientation, job.received_at)
+                });
                 let r = &processed.record;
                 let report = Report::Ok {
                     topic: job.topic.clone(),
@@ -265,6 +286,7 @@ impl Context {
                     report,
                     stored,
                     unsynced: None,
+                    live,
                 }))
             }
             Err(failure) => Handled::Finished(Box::new(self.failed(job.seq, failure))),
@@ -281,12 +303,14 @@ impl Context {
             payload_bytes: failure.payload_bytes,
             error: failure.error.clone(),
         };
+        let live = self.live.as_ref().map(|feed| feed.failure(&failure));
         Finished {
             seq,
             record: self.record_out(&self.output.errors_topic, &topic, Record::Failure(failure)),
             report,
             stored: false,
             unsynced: None,
+            live,
         }
     }
 

@@ -3,6 +3,8 @@
 mod cli;
 mod daemon;
 mod faults;
+mod live;
+mod live_load;
 mod publish;
 mod record_topics;
 mod restart;

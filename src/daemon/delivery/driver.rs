@@ -22,6 +22,7 @@ use crate::daemon::mqtt::{self, MqttEvent};
 use crate::daemon::workers::{Context, Done, Finished, Job, Report};
 use crate::frame::record::{Failure, Stage};
 use crate::ops::health::Health;
+use crate::ops::live::Hub;
 use crate::ops::metrics::Metrics;
 
 /// How soon requests the client's channel refused are offered again.
@@ -61,6 +62,8 @@ pub struct Driver {
     store_retry_at: Option<Instant>,
     /// When storage started failing, for the recovery message.
     blocked_since: Option<Instant>,
+    /// The live view, given each frame's outcome once it is final.
+    live: Option<Arc<Hub>>,
 }
 
 impl Driver {
@@ -96,7 +99,14 @@ impl Driver {
             max_held_bytes: settings.pipeline.max_inflight_bytes,
             store_retry_at: None,
             blocked_since: None,
+            live: None,
         }
+    }
+
+    /// Feeds `hub` each frame's final outcome.
+    pub fn with_live(mut self, hub: Option<Arc<Hub>>) -> Self {
+        self.live = hub;
+        self
     }
 
     /// Runs until shutdown is requested and in-flight frames are finished (or `grace` has passed), or
@@ -272,6 +282,9 @@ impl Driver {
         if done.report.is_ok() {
             // Counted here, not by the worker: only now is its file known to be on disk.
             self.metrics.ok.inc();
+        }
+        if let (Some(hub), Some(update)) = (&self.live, done.live) {
+            hub.publish(update);
         }
         self.reports.insert(done.seq, done.report);
         let recovered = self.state.on_done(Outcome {

@@ -1,0 +1,210 @@
+//! What the decode workers hand the live view for each frame: built from the record they made, with
+//! what the live view must not show taken out (file-system paths, unless `http.show_paths`).
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use super::{Frame, Outcome, Update, url};
+use crate::config::Http;
+use crate::frame::record::{Failure, Record, Success};
+
+/// Builds [`Update`]s and records' `url`; read-only, shared by the workers.
+#[derive(Clone, Debug)]
+pub struct Feed {
+    /// `http.public_url` without its trailing `/`.
+    public_url: Option<String>,
+    show_paths: bool,
+    /// `output.dir` as errors print it, to take out of them.
+    output_dir: Option<String>,
+}
+
+impl Feed {
+    pub fn new(http: &Http, output_dir: Option<&Path>) -> Self {
+        Self {
+            public_url: http
+                .public_url
+                .as_deref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            show_paths: http.show_paths,
+            output_dir: output_dir
+                .map(|d| d.display().to_string())
+                .filter(|d| !d.is_empty()),
+        }
+    }
+
+    /// Where this frame can be fetched while it is its topic's latest (`http.public_url` set):
+    /// `/latest/{topic}?sha256=…` answers 404 once a newer frame replaced it, never another image.
+    pub fn url(&self, topic: &str, sha256: &str) -> Option<String> {
+        let base = self.public_url.as_deref()?;
+        let href = url::topic_href("latest", topic);
+        let join = if href.contains('?') { '&' } else { '?' };
+        Some(format!("{base}{href}{join}sha256={sha256}"))
+    }
+
+    /// A frame that decoded; `image` are its bytes as received, `orientation` what the decoder applied.
+    pub fn success(
+        &self,
+        record: &Success,
+        image: Bytes,
+        orientation: u8,
+        received_at: SystemTime,
+    ) -> Update {
+        let frame = Frame::new(
+            image,
+            record.format,
+            (record.width, record.height),
+            orientation,
+            record.sha256.clone(),
+            received_at,
+        );
+        Update {
+            topic: record.topic.clone().unwrap_or_default(),
+            outcome: Outcome::Ok(Arc::new(frame)),
+            record: self.json(&Record::Success(Box::new(record.clone()))),
+        }
+    }
+
+    /// A frame that failed.
+    pub fn failure(&self, failure: &Failure) -> Update {
+        let mut failure = failure.clone();
+        failure.error = self.scrub(&failure.error);
+        Update {
+            topic: failure.topic.clone().unwrap_or_default(),
+            outcome: Outcome::Failed(format!("{}: {}", failure.stage, failure.error)),
+            record: self.json(&Record::Failure(failure)),
+        }
+    }
+
+    fn json(&self, record: &Record) -> Arc<str> {
+        let mut value = serde_json::to_value(record).unwrap_or_default();
+        if !self.show_paths
+            && let Some(fields) = value.as_object_mut()
+        {
+            fields.remove("path");
+        }
+        value.to_string().into()
+    }
+
+    /// `text` with `output.dir` replaced by its key, unless paths may be shown.
+    fn scrub(&self, text: &str) -> String {
+        match &self.output_dir {
+            Some(dir) if !self.show_paths => text.replace(dir.as_str(), "{output.dir}"),
+            _ => text.to_owned(),
+        }
+    }
+}
+
+/// `image` as `Bytes` without a copy: a slice of `payload` when the image is the payload's own bytes
+/// (raw frames), else its own buffer (decoded from base64 or an envelope, made once per frame).
+pub fn image_bytes(payload: &Bytes, image: Cow<'_, [u8]>) -> Bytes {
+    match image {
+        Cow::Owned(bytes) => Bytes::from(bytes),
+        Cow::Borrowed(slice) => {
+            let (start, len) = (payload.as_ptr() as usize, payload.len());
+            let at = slice.as_ptr() as usize;
+            if !slice.is_empty() && at >= start && at + slice.len() <= start + len {
+                payload.slice_ref(slice)
+            } else {
+                Bytes::copy_from_slice(slice)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+    use crate::frame::record::Stage;
+
+    fn feed(show_paths: bool, public_url: Option<&str>) -> Feed {
+        let http = Http {
+            show_paths,
+            public_url: public_url.map(str::to_owned),
+            ..Http::default()
+        };
+        Feed::new(&http, Some(Path::new("/srv/frames")))
+    }
+
+    #[test]
+    fn raw_images_share_the_payload_and_decoded_ones_keep_their_buffer() {
+        let payload = Bytes::from_static(b"xx\xff\xd8\xff-image-bytes");
+        let shared = image_bytes(&payload, Cow::Borrowed(&payload[2..]));
+        assert_eq!(shared.as_ptr(), payload[2..].as_ptr());
+        let elsewhere = image_bytes(&payload, Cow::Borrowed(b"other"));
+        assert_eq!(&elsewhere[..], b"other");
+        let decoded = vec![1, 2, 3];
+        let at = decoded.as_ptr();
+        assert_eq!(image_bytes(&payload, Cow::Owned(decoded)).as_ptr(), at);
+    }
+
+    #[test]
+    fn urls_name_the_frame_and_use_the_query_form_when_the_path_would_not_survive() {
+        let feed = feed(false, Some("https://cams.example/mqimg/"));
+        assert_eq!(
+            feed.url("cams/front door", "ab12").unwrap(),
+            "https://cams.example/mqimg/latest/cams/front%20door?sha256=ab12"
+        );
+        assert_eq!(
+            feed.url("a//b", "ab12").unwrap(),
+            "https://cams.example/mqimg/latest?topic=a%2F%2Fb&sha256=ab12"
+        );
+        assert_eq!(self::feed(false, None).url("a", "b"), None);
+    }
+
+    #[test]
+    fn a_success_keeps_its_image_and_drops_its_path_unless_asked() {
+        let bytes = include_bytes!("../../../fixtures/seed/seed-frame.jpg");
+        let payload = Bytes::from_static(bytes);
+        let at = SystemTime::now();
+        let mut processed =
+            crate::frame::process(&payload, Some("cam"), at, &Default::default()).unwrap();
+        processed.record.path = Some("/srv/frames/cam/x.jpg".into());
+        let image = image_bytes(&payload, std::mem::take(&mut processed.image));
+        let update = feed(false, None).success(&processed.record, image.clone(), 1, at);
+        assert!(!update.record.contains("path"), "{}", update.record);
+        let Outcome::Ok(frame) = &update.outcome else {
+            panic!("{:?}", update.outcome)
+        };
+        assert_eq!(
+            frame.bytes.as_ptr(),
+            payload.as_ptr(),
+            "no copy of a raw frame"
+        );
+        assert_eq!(frame.sha256, processed.record.sha256);
+        assert_eq!(update.topic, "cam");
+        let shown = feed(true, None).success(&processed.record, image, 1, at);
+        assert!(shown.record.contains("/srv/frames/cam/x.jpg"));
+    }
+
+    #[test]
+    fn paths_stay_out_of_the_live_view_unless_asked() {
+        let failure = Failure::new(
+            Some("cam"),
+            SystemTime::UNIX_EPOCH,
+            10,
+            Stage::Store,
+            "cannot write /srv/frames/cam/x.jpg: permission denied",
+        );
+        let hidden = feed(false, None).failure(&failure);
+        assert!(!hidden.record.contains("/srv/frames"), "{}", hidden.record);
+        assert!(hidden.record.contains("{output.dir}/cam/x.jpg"));
+        let Outcome::Failed(error) = &hidden.outcome else {
+            panic!("{:?}", hidden.outcome)
+        };
+        assert_eq!(
+            error,
+            "store: cannot write {output.dir}/cam/x.jpg: permission denied"
+        );
+        let shown = feed(true, None).failure(&failure);
+        assert!(shown.record.contains("/srv/frames/cam/x.jpg"));
+
+        let value: serde_json::Value = serde_json::from_str(&hidden.record).unwrap();
+        assert_eq!(value["stage"], "store");
+    }
+}
