@@ -1,5 +1,6 @@
 //! The one integration-test binary: module lines only; the broker harness lives in `support`.
 
+mod browser;
 mod cli;
 mod daemon;
 mod faults;

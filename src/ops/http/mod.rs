@@ -101,6 +101,8 @@ fn router(shared: Shared, token: Option<Arc<Secret>>) -> Router {
         .route_layer(middleware::from_fn_with_state(token, authorize));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        // Browsers ask for it on every page; without an answer each page logs an error.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .merge(guarded)
         .with_state(shared)
 }

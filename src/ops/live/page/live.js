@@ -136,6 +136,7 @@
       q(".failed").textContent = s.failed || 0;
       q(".failed").classList.toggle("some", (s.failed || 0) > 0);
       q(".error").textContent = s.last_error || "";
+      q(".error").title = s.last_error || "";
     }
     function summary(s) {
       const t = tile(s.topic);
@@ -221,12 +222,17 @@
       const failed = isFailure(r);
       tr.dataset.outcome = failed ? "failed" : "ok";
       const when = new Date(r.received_at);
+      const two = (n) => String(n).padStart(2, "0");
+      const clock = isNaN(when)
+        ? r.received_at
+        : two(when.getHours()) + ":" + two(when.getMinutes()) + ":" + two(when.getSeconds()) + "."
+          + String(when.getMilliseconds()).padStart(3, "0");
       const details = failed
         ? r.error
         : r.width + "×" + r.height + " " + r.format + " " + kb(r.image_bytes) + ", decoded in "
           + r.decode_ms + " ms" + (r.warnings ? " — " + r.warnings.join("; ") : "");
       for (const text of [
-        isNaN(when) ? r.received_at : when.toLocaleTimeString() + "." + String(when.getMilliseconds()).padStart(3, "0"),
+        clock,
         failed ? r.stage : "ok",
         details,
       ]) {
