@@ -13,6 +13,9 @@ One run, one machine, one private Mosquitto on a free loopback port (never 1883)
   burst   10,000 frames at QoS 0 far beyond capacity: peak RSS, no crash, every frame either decoded or
           dropped with a `queue` failure record; published vs received by mqimg.
   ceiling the project's criterion bench (`cargo bench --bench decode`): single-core JPEG->RGB8 rate x cores.
+  viewers the 720p drain again, back to back without and with 20 viewers of the drained topic's MJPEG
+          stream (/stream/{topic}), each reading at most 10 frames/s: the drain rate they cost, mqimg's peak
+          RSS with them, what they received.
 
 Only the standard library is needed for mqimg's cases (records are observed by a tiny MQTT 3.1.1
 subscriber below). The reference consumer needs paho-mqtt, numpy and opencv-python-headless in the Python
@@ -351,6 +354,84 @@ class Observer(threading.Thread):
         return out
 
 
+class Viewer(threading.Thread):
+    """One viewer of mqimg's MJPEG stream (/stream/{topic}) taking at most `rate` frames per second, as a
+    browser tab on a slow link would: it reads a frame, then waits its turn (TCP backpressure holds the rest).
+    Until the topic has a frame the stream answers 404; the viewer asks again every 20 ms. Counts the parts
+    (boundaries) and bytes it received."""
+
+    BOUNDARY = b"--mqimg-frame"
+
+    def __init__(self, port, topic, rate, stop):
+        super().__init__(daemon=True)
+        self.port, self.rate, self.stop_event = port, rate, stop
+        self.path = "/stream/" + "/".join(urllib_quote(level) for level in topic.split("/"))
+        self.parts = 0
+        self.bytes = 0
+        self.first = self.last = None
+        self.refused = 0
+        self.error = None
+
+    def run(self):
+        try:
+            self._run()
+        except OSError as e:
+            if not self.stop_event.is_set():
+                self.error = f"{type(e).__name__}: {e}"
+
+    def _run(self):
+        while not self.stop_event.is_set():
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            # a small window, as over a real link: the pace is set by what this viewer takes
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
+            s.sendall(f"GET {self.path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                more = s.recv(4096)
+                if not more:
+                    break
+                head += more
+            status = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"?"
+            if status != b"200":
+                self.refused += 1
+                s.close()
+                self.stop_event.wait(0.02)
+                continue
+            self._read(s, head.split(b"\r\n\r\n", 1)[1])
+            s.close()
+            return
+
+    def _read(self, s, data):
+        s.settimeout(1.0)
+        tail = b""
+        while not self.stop_event.is_set():
+            found = (tail + data).count(self.BOUNDARY)
+            tail = (tail + data)[-(len(self.BOUNDARY) - 1):]
+            self.bytes += len(data)
+            if found:
+                now = time.perf_counter()
+                if self.first is None:
+                    self.first = now
+                self.parts += found
+                self.last = now
+                # at most `rate` frames a second: wait until this frame's turn is over
+                due = self.first + self.parts / self.rate
+                if due > now:
+                    self.stop_event.wait(due - now)
+            try:
+                data = s.recv(65536)
+            except socket.timeout:
+                data = b""
+                continue
+            if not data:
+                return
+
+
+def urllib_quote(level):
+    import urllib.parse
+    return urllib.parse.quote(level, safe="")
+
+
 class RssSampler(threading.Thread):
     def __init__(self, pid, every=0.05):
         super().__init__(daemon=True)
@@ -384,12 +465,14 @@ class Bench:
         self.port = None
         self.seq = 0
         self.results = {"stamp": self.stamp, "drain": [], "live": [], "burst": None, "ceiling": {},
-                        "notices": [], "targets": []}
+                        "viewers": [], "notices": [], "targets": []}
         self.ref_ok = False
         self.idle_spent = 0.0
         self.metrics_port = {}
         dflt = subprocess.run([self.mqimg, "print-default-config"], capture_output=True, text=True).stdout
-        self.has_metrics = "[metrics]" in dflt
+        # [http] replaced [metrics] (which older binaries have); the bench sets whichever the binary lists
+        self.http_section = "http" if "[http]" in dflt else "metrics" if "[metrics]" in dflt else None
+        self.has_metrics = self.http_section is not None
         self.has_verify = "verify_entropy" in dflt
 
     # ---------------- broker
@@ -493,7 +576,7 @@ class Bench:
             # the endpoint stays on as by default, on a free port instead of the fixed 9464
             port = freeport()
             self.metrics_port[tag] = port
-            lines += ["[metrics]", f'listen = "127.0.0.1:{port}"', ""]
+            lines += [f"[{self.http_section}]", f'listen = "127.0.0.1:{port}"', ""]
         path = os.path.join(self.work, f"{tag}.toml")
         open(path, "w").write("\n".join(lines))
         shutil.copy(path, os.path.join(self.logdir, f"{tag}.toml"))
@@ -677,7 +760,7 @@ class Bench:
 
     # ---------------- drain: mqimg
 
-    def drain_mqimg(self, size, n, variant):
+    def drain_mqimg(self, size, n, variant, viewers=0):
         store = variant != "records-only"
         workers = 1 if variant == "1-worker" else 0
         tag = self.next_tag(f"drain-mqimg-{variant}-{size}")
@@ -715,6 +798,10 @@ class Bench:
         obs.watch = [pid, self.broker.pid]
         rss = RssSampler(pid)
         rss.start()
+        stop_viewers = threading.Event()
+        watching = [Viewer(self.metrics_port[tag], topic, self.a.viewer_rate, stop_viewers) for _ in range(viewers)]
+        for v in watching:
+            v.start()
         deadline = time.time() + self.a.timeout
         stall = None
         while not obs.done.wait(0.2):
@@ -732,6 +819,11 @@ class Bench:
                 stall = f"timeout after {self.a.timeout:.0f}s with {len(obs.msgs)} of {n} records"
                 break
         time.sleep(0.3)  # late duplicates, if any
+        stop_viewers.set()
+        for v in watching:
+            v.join(5)
+        if watching:
+            row["viewers"] = self._viewer_stats(watching, obs)
         row["metrics"] = self.scrape(tag)
         killed = self.stop_proc(p, pid)
         rss.stop.set()
@@ -739,6 +831,43 @@ class Bench:
         s_end = snap([self.broker.pid])
         return self._finish_mqimg_row(row, obs, logpath, timefile, stall, killed, rss, outdir, n, size,
                                       s_start, s_end, pid)
+
+    def _viewer_stats(self, watching, obs):
+        """What the viewers received while the drain ran."""
+        recs = obs.records()
+        window = (recs[-1][1] - recs[0][1]) if len(recs) >= 2 else None
+        rates = [(v.parts - 1) / (v.last - v.first) for v in watching if v.parts >= 2 and v.last > v.first]
+        out = {"count": len(watching), "max_rate": self.a.viewer_rate,
+               "parts_min": min(v.parts for v in watching), "parts_max": max(v.parts for v in watching),
+               "fps_mean": round(statistics.mean(rates), 2) if rates else None,
+               "mb_total": round(sum(v.bytes for v in watching) / 1e6, 1),
+               "refused_until_first_frame": sum(v.refused for v in watching),
+               "errors": [v.error for v in watching if v.error][:3]}
+        if window:
+            out["mb_per_s"] = round(out["mb_total"] / window, 1)
+            # how long after the drain's first record each viewer got its first frame
+            out["joined_after_s_max"] = round(max((v.first - recs[0][1]) for v in watching if v.first), 2) \
+                if any(v.first for v in watching) else None
+        log(f"   viewers: {out['count']} × ≤{out['max_rate']} fps: mean {out['fps_mean']} fps each, "
+            f"{out['parts_min']}-{out['parts_max']} frames each, {out.get('mb_per_s', '-')} MB/s served")
+        return out
+
+    def viewers(self, size, n):
+        """The drain without, then with, viewers of its topic's stream (back to back, same conditions)."""
+        log(f"== viewers: {size} drain of {n} frames without and with {self.a.viewers} stream viewers")
+        if not self.has_metrics:
+            self.notice("viewers skipped: this mqimg has no HTTP listener key")
+            return None
+        without = self.drain_best(self.drain_mqimg, size, n, "user")
+        with_ = self.drain_best(self.drain_mqimg, size, n, "viewers", self.a.viewers)
+        with_["variant"] = "viewers"
+        out = {"size": size, "frames": n, "viewers": self.a.viewers, "viewer_rate": self.a.viewer_rate,
+               "without": without, "with": with_}
+        if without.get("fps") and with_.get("fps"):
+            out["drop_pct"] = round(100 * (1 - with_["fps"] / without["fps"]), 1)
+            log(f"   drain {without['fps']} → {with_['fps']} frames/s with viewers ({out['drop_pct']} % lower); "
+                f"peak RSS {without.get('peak_rss_mb')} → {with_.get('peak_rss_mb')} MB")
+        return out
 
     def _fail(self, row, logpath):
         row["log_tail"] = open(logpath, errors="replace").read()[-2000:] if os.path.exists(logpath) else ""
@@ -1118,7 +1247,7 @@ class Bench:
         log(f"mqimg {info['mqimg']} ({info['git_head']}{' + uncommitted changes' if info['git_dirty'] else ''}), "
             f"{NCPU} CPUs, load {' '.join(info['loadavg_start'])}")
         self.ref_ok = self.check_reference()
-        only = set(a.only.split(",")) if a.only else {"ceiling", "drain", "live", "burst"}
+        only = set(a.only.split(",")) if a.only else {"ceiling", "drain", "live", "burst", "viewers"}
 
         if "ceiling" in only:
             self.ceiling(sizes)
@@ -1150,6 +1279,11 @@ class Bench:
                     self.save()
             if "burst" in only:
                 self.results["burst"] = self.burst(a.burst_size, a.burst_frames)
+            if "viewers" in only and a.viewers > 0:
+                v = self.viewers(a.viewer_size, a.viewer_frames)
+                if v:
+                    self.results["viewers"].append(v)
+                self.save()
         finally:
             alive = self.broker_alive()
             self.stop_broker()
@@ -1194,6 +1328,12 @@ class Bench:
         def add(name, size, value, goal, ok, detail):
             t.append({"target": name, "size": size, "value": value, "goal": goal,
                       "status": ("n/a" if ok is None else "PASS" if ok else "MISS"), "detail": detail})
+
+        for v in self.results["viewers"]:
+            drop = v.get("drop_pct")
+            add(f"{v['viewers']} stream viewers at ≤ {v['viewer_rate']} fps lower the drain by ≤ 10 %", v["size"],
+                drop, 10, None if drop is None else drop <= 10,
+                f"{v['without'].get('fps')} → {v['with'].get('fps')} frames/s, same run, back to back")
 
         for s in TARGET_SIZES:
             u = self._drain_row(s, "mqimg", "user")
@@ -1335,6 +1475,24 @@ class Bench:
                 L.append("")
                 L.append("mqimg RSS (max per second, MB): " + ", ".join(f"{x:.0f}" for x in b["rss_mb_per_second"]))
             L.append("")
+        if R["viewers"]:
+            L.append("### Viewers: the drain without and with MJPEG viewers of the drained topic (each reads ≤ the stated fps)")
+            L.append("")
+            L.append("| frame | frames | viewers × max fps | drain frames/s without | with | lower by | viewer fps (mean) | "
+                     "frames per viewer | MB/s served | mqimg CPU % without / with | peak RSS MB without / with | notes |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+            for v in R["viewers"]:
+                wo, w = v["without"], v["with"]
+                vs = w.get("viewers") or {}
+                notes = "; ".join(str(r[k]) for r in (wo, w) for k in ("error", "anomaly", "stall") if r.get(k))
+                if vs.get("errors"):
+                    notes += "; viewer errors: " + "; ".join(vs["errors"])
+                L.append(f"| {v['size']} | {v['frames']} | {v['viewers']} × {v['viewer_rate']} | {fmt(wo.get('fps'))} | "
+                         f"{fmt(w.get('fps'))} | {fmt(v.get('drop_pct'))} % | {fmt(vs.get('fps_mean'))} | "
+                         f"{vs.get('parts_min', '-')}-{vs.get('parts_max', '-')} | {fmt(vs.get('mb_per_s'))} | "
+                         f"{fmt(wo.get('cpu_pct_window'), 0)} / {fmt(w.get('cpu_pct_window'), 0)} | "
+                         f"{fmt(wo.get('peak_rss_mb'), 0)} / {fmt(w.get('peak_rss_mb'), 0)} | {notes} |")
+            L.append("")
         if R["targets"]:
             L.append("### Targets")
             L.append("")
@@ -1357,7 +1515,7 @@ def main():
                     help="smoke run: 1280x720 and 1920x1080 only, 20 %% of the frames, 4 s live, 2000-frame burst")
     ap.add_argument("--sizes", help="comma list (default: 640x480,1280x720,1920x1080,3840x2160)")
     ap.add_argument("--scale", type=float, help="multiply the frame counts (2000/1000/600/200)")
-    ap.add_argument("--only", help="comma list of sections: ceiling,drain,live,burst (default: all)")
+    ap.add_argument("--only", help="comma list of sections: ceiling,drain,live,burst,viewers (default: all)")
     ap.add_argument("--all-variants", action="store_true", help="records-only and 1-worker rows at every size")
     ap.add_argument("--mqimg", default=os.path.join(ROOT, "target", "release", "mqimg"))
     ap.add_argument("--ref-python", default=sys.executable, help="Python with paho-mqtt, numpy, cv2 for the reference")
@@ -1373,6 +1531,11 @@ def main():
     ap.add_argument("--live-seconds", type=float)
     ap.add_argument("--live-variants", default="user",
                     help="comma list: user (records + stored, the target) and/or records-only (output.dir unset)")
+    ap.add_argument("--viewers", type=int, default=20, help="MJPEG viewers in the viewers section (0 = skip it)")
+    ap.add_argument("--viewer-rate", type=float, default=10, help="frames per second each viewer takes at most")
+    ap.add_argument("--viewer-size", default="1280x720")
+    ap.add_argument("--viewer-frames", type=int, default=600,
+                    help="frames of each viewers-section drain (not scaled by --quick: shorter is noise)")
     ap.add_argument("--burst-frames", type=int)
     ap.add_argument("--burst-size", default="640x480")
     ap.add_argument("--broker-nodelay", action="store_true", help="set_tcp_nodelay true in the broker")

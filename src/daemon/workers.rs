@@ -255,7 +255,9 @@ impl Context {
         match result {
             Ok(Err(store_error)) => Handled::StoreBlocked(store_error),
             Ok(Ok(mut processed)) => {
-                let live = self.live.as_ref().map(|feed| {
+                // The live view gets the frame, and the record where to fetch it (http.public_url).
+                let mut live = None;
+                if let Some(feed) = &self.live {
                     processed.record.url = feed.url(&job.topic, &processed.record.sha256);
                     let applied = options.limits.apply_orientation;
                     let orientation = if applied {
@@ -265,8 +267,9 @@ impl Context {
                     };
                     let image =
                         live::image_bytes(&job.payload, std::mem::take(&mut processed.image));
-                    feed.success(&processed.record, image, orientation, job.received_at)
-                });
+                    live =
+                        Some(feed.success(&processed.record, image, orientation, job.received_at));
+                }
                 let r = &processed.record;
                 let report = Report::Ok {
                     topic: job.topic.clone(),

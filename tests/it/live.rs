@@ -345,6 +345,20 @@ async fn the_stream_sends_each_frame_closed_by_a_boundary_and_refuses_beyond_max
     png.until(OPENING, 10.0).await;
     let part = png.until(BOUNDARY, 10.0).await.expect("a PNG frame's part");
     assert!(part_body(&part).starts_with(&[0xFF, 0xD8, 0xFF]));
+
+    // Event feeds have as many places, counted apart from streams.
+    let feeds = [
+        open(addr, "/events", &[]).await,
+        open(addr, "/events", &[]).await,
+    ];
+    assert!(feeds.iter().all(|f| f.status == 200));
+    let refused = get(addr, "/events").await;
+    assert_eq!(refused.status, 503);
+    assert!(
+        refused.text().contains("too many event feeds"),
+        "{}",
+        refused.text()
+    );
 }
 
 /// Opens `path` once a stream's place is free: a viewer that left is noticed when the next frame

@@ -23,7 +23,7 @@ use axum::routing::get;
 
 use super::{Shared, stream};
 use crate::frame::decode::Format;
-use crate::ops::live::{Frame, page, url};
+use crate::ops::live::{Frame, StreamsFull, page, url};
 
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
@@ -234,19 +234,7 @@ async fn mjpeg(State(shared): State<Shared>, uri: Uri) -> Response {
     };
     let permit = match shared.hub.admit_stream() {
         Ok(permit) => permit,
-        Err(full) => {
-            let mut answer = text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "too many streams: {} are open (http.max_streams); try again later",
-                    full.0
-                ),
-            );
-            answer
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return answer;
-        }
+        Err(full) => return busy("streams", full),
     };
     let body = stream::mjpeg(stream::Mjpeg {
         frames,
@@ -264,6 +252,21 @@ async fn mjpeg(State(shared): State<Shared>, uri: Uri) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     no_sniff(headers);
     response
+}
+
+/// 503 for one stream or event feed too many.
+fn busy(what: &str, full: StreamsFull) -> Response {
+    let mut answer = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "too many {what}: {} are open (http.max_streams); try again later",
+            full.0
+        ),
+    );
+    answer
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    answer
 }
 
 async fn api_topics(State(shared): State<Shared>, uri: Uri) -> Response {
@@ -299,7 +302,11 @@ async fn events(State(shared): State<Shared>, uri: Uri) -> Response {
         Ok(only) => only,
         Err(answer) => return answer,
     };
-    let body = stream::events(shared.hub.records(), only, shared.stop.clone());
+    let (records, permit) = match shared.hub.records() {
+        Ok(feed) => feed,
+        Err(full) => return busy("event feeds", full),
+    };
+    let body = stream::events(records, permit, only, shared.stop.clone());
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(

@@ -96,20 +96,27 @@ pub(super) fn mjpeg(source: Mjpeg) -> Body {
 /// Server-sent events: one `data:` line per record (of `only` that topic, when given).
 pub(super) fn events(
     records: broadcast::Receiver<Record>,
+    place: OwnedSemaphorePermit,
     only: Option<String>,
     stop: CancellationToken,
 ) -> Body {
+    // Cloned into each poll: an `Arc` so that costs no allocation.
+    let only: Option<Arc<str>> = only.map(Arc::from);
     let first = Bytes::from_static(b"retry: 2000\n: mqimg records\n\n");
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
     keep_alive.reset();
-    let state = (records, Some(first), keep_alive);
+    // The place rides along with the receiver: both go when the client does.
+    let state = ((records, place), Some(first), keep_alive);
     Body::from_stream(stream::unfold(
         state,
-        move |(mut records, mut first, mut keep_alive)| {
+        move |((mut records, place), mut first, mut keep_alive)| {
             let (only, stop) = (only.clone(), stop.clone());
             async move {
                 if let Some(first) = first.take() {
-                    return Some((Ok::<_, std::io::Error>(first), (records, None, keep_alive)));
+                    return Some((
+                        Ok::<_, std::io::Error>(first),
+                        ((records, place), None, keep_alive),
+                    ));
                 }
                 loop {
                     let chunk = tokio::select! {
@@ -127,7 +134,7 @@ pub(super) fn events(
                         () = stop.cancelled() => return None,
                     };
                     keep_alive.reset();
-                    return Some((Ok(chunk), (records, None, keep_alive)));
+                    return Some((Ok(chunk), ((records, place), None, keep_alive)));
                 }
             }
         },

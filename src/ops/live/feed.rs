@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::{Frame, Outcome, Update, url};
 use crate::config::Http;
-use crate::frame::record::{Failure, Record, Success};
+use crate::frame::record::{Failure, Record, Stage, Success};
 
 /// Builds [`Update`]s and records' `url`; read-only, shared by the workers.
 #[derive(Clone, Debug)]
@@ -71,7 +71,9 @@ impl Feed {
     /// A frame that failed.
     pub fn failure(&self, failure: &Failure) -> Update {
         let mut failure = failure.clone();
-        failure.error = self.scrub(&failure.error);
+        if failure.stage == Stage::Store {
+            failure.error = self.scrub(&failure.error);
+        }
         Update {
             topic: failure.topic.clone().unwrap_or_default(),
             outcome: Outcome::Failed(format!("{}: {}", failure.stage, failure.error)),
@@ -89,10 +91,11 @@ impl Feed {
         value.to_string().into()
     }
 
-    /// `text` with `output.dir` replaced by its key, unless paths may be shown.
+    /// `text` with the paths of frame files (`output.dir/…`) starting with the key's name instead,
+    /// unless paths may be shown.
     fn scrub(&self, text: &str) -> String {
         match &self.output_dir {
-            Some(dir) if !self.show_paths => text.replace(dir.as_str(), "{output.dir}"),
+            Some(dir) if !self.show_paths => text.replace(&format!("{dir}/"), "{output.dir}/"),
             _ => text.to_owned(),
         }
     }
@@ -120,7 +123,6 @@ mod tests {
     #![expect(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
-    use crate::frame::record::Stage;
 
     fn feed(show_paths: bool, public_url: Option<&str>) -> Feed {
         let http = Http {
@@ -203,6 +205,21 @@ mod tests {
         );
         let shown = feed(true, None).failure(&failure);
         assert!(shown.record.contains("/srv/frames/cam/x.jpg"));
+        // Only file paths are rewritten, and only in storage errors.
+        let relative = Feed::new(&Http::default(), Some(Path::new("frames")));
+        let queue = Failure::new(
+            Some("cam"),
+            SystemTime::UNIX_EPOCH,
+            1,
+            Stage::Queue,
+            "decode queue full (6 frames waiting): frames/x",
+        );
+        assert!(
+            relative
+                .failure(&queue)
+                .record
+                .contains("6 frames waiting): frames/x")
+        );
 
         let value: serde_json::Value = serde_json::from_str(&hidden.record).unwrap();
         assert_eq!(value["stage"], "store");

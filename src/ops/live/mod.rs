@@ -97,7 +97,7 @@ pub struct Summary {
     pub last_error: Option<String>,
 }
 
-/// The streams' admission: `http.max_streams` at once.
+/// Refused: `http.max_streams` streams (or event feeds) are open.
 #[derive(Debug)]
 pub struct StreamsFull(pub usize);
 
@@ -110,6 +110,8 @@ pub struct Hub {
     state: Mutex<Topics>,
     records: broadcast::Sender<Record>,
     streams: Arc<Semaphore>,
+    /// Event feeds at once: as many as streams, counted apart (a topic's page opens one of each).
+    feeds: Arc<Semaphore>,
     /// Scaling and re-encoding at once: one per core, so viewers cannot take the machine.
     renders: Arc<Semaphore>,
     /// The clock `fps` counts seconds on.
@@ -151,6 +153,7 @@ impl Hub {
             state: Mutex::default(),
             records: broadcast::Sender::new(EVENTS_QUEUE),
             streams: Arc::new(Semaphore::new(http.max_streams)),
+            feeds: Arc::new(Semaphore::new(http.max_streams)),
             renders: Arc::new(Semaphore::new(cores)),
             started: Instant::now(),
         }
@@ -239,9 +242,15 @@ impl Hub {
             .then(|| topic.latest.subscribe())
     }
 
-    /// Every record from now on.
-    pub fn records(&self) -> broadcast::Receiver<Record> {
-        self.records.subscribe()
+    /// Every record from now on, and the feed's place (`http.max_streams` feeds at once), held for as
+    /// long as it runs.
+    pub fn records(
+        &self,
+    ) -> Result<(broadcast::Receiver<Record>, OwnedSemaphorePermit), StreamsFull> {
+        let permit = Arc::clone(&self.feeds)
+            .try_acquire_owned()
+            .map_err(|_| StreamsFull(self.max_streams))?;
+        Ok((self.records.subscribe(), permit))
     }
 
     /// A stream's place, held for as long as it runs.

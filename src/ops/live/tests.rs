@@ -66,7 +66,7 @@ fn failed(topic: &str, error: &str) -> Update {
 #[test]
 fn a_frame_and_a_failure_show_in_the_topic_summary_and_its_records() {
     let hub = hub(8, 1 << 20);
-    let mut feed = hub.records();
+    let (mut feed, _place) = hub.records().unwrap();
     hub.publish(ok("cams/door", 100, "aa"));
     hub.publish(failed("cams/door", "truncated"));
     let (summary, records) = hub.topic("cams/door").unwrap();
@@ -176,7 +176,7 @@ fn a_stream_that_falls_behind_sees_only_the_newest_frame() {
 #[test]
 fn an_event_viewer_that_falls_behind_skips_ahead_and_the_queue_stays_bounded() {
     let hub = hub(8, 1 << 20);
-    let mut slow = hub.records();
+    let (mut slow, _place) = hub.records().unwrap();
     for i in 0..(EVENTS_QUEUE + 10) {
         hub.publish(ok("cam", 1, &i.to_string()));
     }
@@ -196,6 +196,9 @@ fn streams_beyond_max_streams_are_refused_until_one_ends() {
     assert_eq!(hub.admit_stream().unwrap_err().0, 2);
     drop(first);
     assert!(hub.admit_stream().is_ok());
+    // Event feeds are counted apart.
+    let _feeds = [hub.records().unwrap(), hub.records().unwrap()];
+    assert_eq!(hub.records().unwrap_err().0, 2);
 }
 
 #[test]
