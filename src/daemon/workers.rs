@@ -60,7 +60,7 @@ pub struct Finished {
     /// The frame, while its file still has to be flushed: if flushing fails it is stored again.
     pub unsynced: Option<Job>,
     /// What the live view shows of it (when the HTTP listener is on).
-    pub live: Option<live::Update>,
+    pub live: Option<Box<live::Update>>,
 }
 
 /// What handling a job came to, before the worker wraps it (it owns the job).
@@ -267,8 +267,9 @@ impl Context {
                     };
                     let image =
                         live::image_bytes(&job.payload, std::mem::take(&mut processed.image));
-                    live =
-                        Some(feed.success(&processed.record, image, orientation, job.received_at));
+                    let update =
+                        feed.success(&processed.record, image, orientation, job.received_at);
+                    live = Some(Box::new(update));
                 }
                 let r = &processed.record;
                 let report = Report::Ok {
@@ -306,7 +307,10 @@ impl Context {
             payload_bytes: failure.payload_bytes,
             error: failure.error.clone(),
         };
-        let live = self.live.as_ref().map(|feed| feed.failure(&failure));
+        let live = self
+            .live
+            .as_ref()
+            .map(|feed| Box::new(feed.failure(&failure)));
         Finished {
             seq,
             record: self.record_out(&self.output.errors_topic, &topic, Record::Failure(failure)),

@@ -284,7 +284,7 @@ impl Driver {
             self.metrics.ok.inc();
         }
         if let (Some(hub), Some(update)) = (&self.live, done.live) {
-            hub.publish(update);
+            hub.publish(*update);
         }
         self.reports.insert(done.seq, done.report);
         let recovered = self.state.on_done(Outcome {

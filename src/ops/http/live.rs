@@ -53,9 +53,18 @@ fn no_sniff(headers: &mut HeaderMap) {
     );
 }
 
+/// A request refused with 400 and why.
+struct BadRequest(String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        text(StatusCode::BAD_REQUEST, self.0)
+    }
+}
+
 /// The topic a request names: the rest of the path after `/{route}/`, else `?topic=`. `Ok(None)`: none.
-fn requested_topic(uri: &Uri, route: &str) -> Result<Option<String>, Response> {
-    let bad = |e: url::BadEncoding| text(StatusCode::BAD_REQUEST, format!("topic: {e}"));
+fn requested_topic(uri: &Uri, route: &str) -> Result<Option<String>, BadRequest> {
+    let bad = |e: url::BadEncoding| BadRequest(format!("topic: {e}"));
     let prefix = format!("/{route}/");
     match uri.path().strip_prefix(prefix.as_str()) {
         Some(levels) => url::decode(levels, false).map(Some).map_err(bad),
@@ -65,18 +74,17 @@ fn requested_topic(uri: &Uri, route: &str) -> Result<Option<String>, Response> {
     }
 }
 
-/// The topic, or the answer to a request without one.
-fn topic_or_answer(uri: &Uri, route: &str) -> Result<String, Response> {
+/// The topic, or why the request names none.
+fn topic_or_answer(uri: &Uri, route: &str) -> Result<String, BadRequest> {
     requested_topic(uri, route)?.ok_or_else(|| {
-        text(
-            StatusCode::BAD_REQUEST,
-            format!("name a topic: /{route}/LEVEL/LEVEL or /{route}?topic=TOPIC (percent-encoded)"),
-        )
+        BadRequest(format!(
+            "name a topic: /{route}/LEVEL/LEVEL or /{route}?topic=TOPIC (percent-encoded)"
+        ))
     })
 }
 
 /// `?width=N`: whole pixels, at least 1.
-fn requested_width(uri: &Uri) -> Result<Option<u32>, Response> {
+fn requested_width(uri: &Uri) -> Result<Option<u32>, BadRequest> {
     match url::query_param(uri.query(), "width") {
         None => Ok(None),
         Some(value) => value
@@ -85,10 +93,7 @@ fn requested_width(uri: &Uri) -> Result<Option<u32>, Response> {
             .filter(|w| *w >= 1)
             .map(Some)
             .ok_or_else(|| {
-                text(
-                    StatusCode::BAD_REQUEST,
-                    "width must be a whole number of pixels, at least 1".to_owned(),
-                )
+                BadRequest("width must be a whole number of pixels, at least 1".to_owned())
             }),
     }
 }
@@ -126,7 +131,7 @@ async fn topic_page() -> Response {
 async fn latest(State(shared): State<Shared>, uri: Uri, headers: HeaderMap) -> Response {
     let (topic, width) = match (topic_or_answer(&uri, "latest"), requested_width(&uri)) {
         (Ok(topic), Ok(width)) => (topic, width),
-        (Err(answer), _) | (_, Err(answer)) => return answer,
+        (Err(bad), _) | (_, Err(bad)) => return bad.into_response(),
     };
     let Some(frame) = shared.hub.latest(&topic) else {
         return text(
@@ -224,7 +229,7 @@ fn frame_headers(headers: &mut HeaderMap, etag: &str, content_type: Option<&'sta
 async fn mjpeg(State(shared): State<Shared>, uri: Uri) -> Response {
     let (topic, width) = match (topic_or_answer(&uri, "stream"), requested_width(&uri)) {
         (Ok(topic), Ok(width)) => (topic, width),
-        (Err(answer), _) | (_, Err(answer)) => return answer,
+        (Err(bad), _) | (_, Err(bad)) => return bad.into_response(),
     };
     let Some(frames) = shared.hub.watch(&topic) else {
         return text(
@@ -271,7 +276,7 @@ fn busy(what: &str, full: StreamsFull) -> Response {
 
 async fn api_topics(State(shared): State<Shared>, uri: Uri) -> Response {
     let json = match requested_topic(&uri, "api/topics") {
-        Err(answer) => return answer,
+        Err(bad) => return bad.into_response(),
         Ok(None) => serde_json::to_string(&shared.hub.topics()).unwrap_or_default(),
         Ok(Some(topic)) => {
             let Some((summary, records)) = shared.hub.topic(&topic) else {
@@ -300,7 +305,7 @@ async fn api_topics(State(shared): State<Shared>, uri: Uri) -> Response {
 async fn events(State(shared): State<Shared>, uri: Uri) -> Response {
     let only = match requested_topic(&uri, "events") {
         Ok(only) => only,
-        Err(answer) => return answer,
+        Err(bad) => return bad.into_response(),
     };
     let (records, permit) = match shared.hub.records() {
         Ok(feed) => feed,
