@@ -46,6 +46,8 @@ import tempfile
 import threading
 import time
 
+from viewers import Viewer, viewer_stats
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIXTURES = os.path.join(ROOT, "fixtures", "frames")
@@ -352,84 +354,6 @@ class Observer(threading.Thread):
                 rec = {"_unparsable": payload[:80].decode("latin-1")}
             out.append((t, pc, topic.decode("utf-8", "replace"), rec))
         return out
-
-
-class Viewer(threading.Thread):
-    """One viewer of mqimg's MJPEG stream (/stream/{topic}) taking at most `rate` frames per second, as a
-    browser tab on a slow link would: it reads a frame, then waits its turn (TCP backpressure holds the rest).
-    Until the topic has a frame the stream answers 404; the viewer asks again every 20 ms. Counts the parts
-    (boundaries) and bytes it received."""
-
-    BOUNDARY = b"--mqimg-frame"
-
-    def __init__(self, port, topic, rate, stop):
-        super().__init__(daemon=True)
-        self.port, self.rate, self.stop_event = port, rate, stop
-        self.path = "/stream/" + "/".join(urllib_quote(level) for level in topic.split("/"))
-        self.parts = 0
-        self.bytes = 0
-        self.first = self.last = None
-        self.refused = 0
-        self.error = None
-
-    def run(self):
-        try:
-            self._run()
-        except OSError as e:
-            if not self.stop_event.is_set():
-                self.error = f"{type(e).__name__}: {e}"
-
-    def _run(self):
-        while not self.stop_event.is_set():
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-            # a small window, as over a real link: the pace is set by what this viewer takes
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
-            s.sendall(f"GET {self.path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
-            head = b""
-            while b"\r\n\r\n" not in head:
-                more = s.recv(4096)
-                if not more:
-                    break
-                head += more
-            status = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"?"
-            if status != b"200":
-                self.refused += 1
-                s.close()
-                self.stop_event.wait(0.02)
-                continue
-            self._read(s, head.split(b"\r\n\r\n", 1)[1])
-            s.close()
-            return
-
-    def _read(self, s, data):
-        s.settimeout(1.0)
-        tail = b""
-        while not self.stop_event.is_set():
-            found = (tail + data).count(self.BOUNDARY)
-            tail = (tail + data)[-(len(self.BOUNDARY) - 1):]
-            self.bytes += len(data)
-            if found:
-                now = time.perf_counter()
-                if self.first is None:
-                    self.first = now
-                self.parts += found
-                self.last = now
-                # at most `rate` frames a second: wait until this frame's turn is over
-                due = self.first + self.parts / self.rate
-                if due > now:
-                    self.stop_event.wait(due - now)
-            try:
-                data = s.recv(65536)
-            except socket.timeout:
-                data = b""
-                continue
-            if not data:
-                return
-
-
-def urllib_quote(level):
-    import urllib.parse
-    return urllib.parse.quote(level, safe="")
 
 
 class RssSampler(threading.Thread):
@@ -833,21 +757,7 @@ class Bench:
                                       s_start, s_end, pid)
 
     def _viewer_stats(self, watching, obs):
-        """What the viewers received while the drain ran."""
-        recs = obs.records()
-        window = (recs[-1][1] - recs[0][1]) if len(recs) >= 2 else None
-        rates = [(v.parts - 1) / (v.last - v.first) for v in watching if v.parts >= 2 and v.last > v.first]
-        out = {"count": len(watching), "max_rate": self.a.viewer_rate,
-               "parts_min": min(v.parts for v in watching), "parts_max": max(v.parts for v in watching),
-               "fps_mean": round(statistics.mean(rates), 2) if rates else None,
-               "mb_total": round(sum(v.bytes for v in watching) / 1e6, 1),
-               "refused_until_first_frame": sum(v.refused for v in watching),
-               "errors": [v.error for v in watching if v.error][:3]}
-        if window:
-            out["mb_per_s"] = round(out["mb_total"] / window, 1)
-            # how long after the drain's first record each viewer got its first frame
-            out["joined_after_s_max"] = round(max((v.first - recs[0][1]) for v in watching if v.first), 2) \
-                if any(v.first for v in watching) else None
+        out = viewer_stats(watching, obs.records(), self.a.viewer_rate)
         log(f"   viewers: {out['count']} × ≤{out['max_rate']} fps: mean {out['fps_mean']} fps each, "
             f"{out['parts_min']}-{out['parts_max']} frames each, {out.get('mb_per_s', '-')} MB/s served")
         return out
