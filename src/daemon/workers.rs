@@ -256,7 +256,7 @@ impl Context {
             Ok(Err(store_error)) => Handled::StoreBlocked(store_error),
             Ok(Ok(mut processed)) => {
                 // The live view gets the frame, and the record where to fetch it (http.public_url).
-                let mut live = None;
+                let mut pending = None;
                 if let Some(feed) = &self.live {
                     processed.record.url = feed.url(&job.topic, &processed.record.sha256);
                     let applied = options.limits.apply_orientation;
@@ -267,9 +267,8 @@ impl Context {
                     };
                     let image =
                         live::image_bytes(&job.payload, std::mem::take(&mut processed.image));
-                    let update =
-                        feed.success(&processed.record, image, orientation, job.received_at);
-                    live = Some(Box::new(update));
+                    pending =
+                        Some(feed.success(&processed.record, image, orientation, job.received_at));
                 }
                 let r = &processed.record;
                 let report = Report::Ok {
@@ -284,9 +283,11 @@ impl Context {
                 };
                 let stored = processed.record.path.is_some();
                 let record = Record::Success(Box::new(processed.record));
+                let (record, live) =
+                    self.record_out(&self.output.results_topic, &job.topic, record, pending);
                 Handled::Finished(Box::new(Finished {
                     seq: job.seq,
-                    record: self.record_out(&self.output.results_topic, &job.topic, record),
+                    record,
                     report,
                     stored,
                     unsynced: None,
@@ -307,13 +308,16 @@ impl Context {
             payload_bytes: failure.payload_bytes,
             error: failure.error.clone(),
         };
-        let live = self
-            .live
-            .as_ref()
-            .map(|feed| Box::new(feed.failure(&failure)));
+        let pending = self.live.as_ref().map(|feed| feed.failure(&failure));
+        let (record, live) = self.record_out(
+            &self.output.errors_topic,
+            &topic,
+            Record::Failure(failure),
+            pending,
+        );
         Finished {
             seq,
-            record: self.record_out(&self.output.errors_topic, &topic, Record::Failure(failure)),
+            record,
             report,
             stored: false,
             unsynced: None,
@@ -321,12 +325,23 @@ impl Context {
         }
     }
 
-    /// The record, serialized, with its topic; `None` when `template` turns that kind of record off.
-    fn record_out(&self, template: &str, topic: &str, record: Record) -> Option<RecordOut> {
-        Some(RecordOut {
-            topic: topic::render(template, topic)?,
-            payload: self.fit(record),
-        })
+    /// The record, serialized, with its topic (`None` when `template` turns that kind of record off),
+    /// and the live view's update completed from the same JSON.
+    fn record_out(
+        &self,
+        template: &str,
+        topic: &str,
+        record: Record,
+        live: Option<live::Pending>,
+    ) -> (Option<RecordOut>, Option<Box<live::Update>>) {
+        let topic = topic::render(template, topic);
+        let feed = self.live.as_ref().zip(live);
+        if topic.is_none() && feed.is_none() {
+            return (None, None);
+        }
+        let payload = self.fit(record);
+        let live = feed.map(|(feed, pending)| Box::new(feed.finish(pending, &payload)));
+        (topic.map(|topic| RecordOut { topic, payload }), live)
     }
 
     /// Serializes `record`, shrinking it to `output.max_record_bytes`: an oversized publish would drop

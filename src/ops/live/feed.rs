@@ -8,9 +8,9 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::{Frame, Outcome, Update, url};
+use super::{Frame, Outcome, Update, topic_key, url};
 use crate::config::Http;
-use crate::frame::record::{Failure, Record, Stage, Success};
+use crate::frame::record::{Failure, Stage, Success};
 
 /// Builds [`Update`]s and records' `url`; read-only, shared by the workers.
 #[derive(Clone, Debug)]
@@ -46,13 +46,14 @@ impl Feed {
     }
 
     /// A frame that decoded; `image` are its bytes as received, `orientation` what the decoder applied.
+    /// Completed by [`Feed::finish`] with the record once it is serialized.
     pub fn success(
         &self,
         record: &Success,
         image: Bytes,
         orientation: u8,
         received_at: SystemTime,
-    ) -> Update {
+    ) -> Pending {
         let frame = Frame::new(
             image,
             record.format,
@@ -61,34 +62,52 @@ impl Feed {
             record.sha256.clone(),
             received_at,
         );
-        Update {
-            topic: record.topic.clone().unwrap_or_default(),
+        let topic = record.topic.clone().unwrap_or_default();
+        Pending {
+            key: topic_key(&topic),
+            topic,
             outcome: Outcome::Ok(Arc::new(frame)),
-            record: self.json(&Record::Success(Box::new(record.clone()))),
+            store_failure: false,
         }
     }
 
-    /// A frame that failed.
-    pub fn failure(&self, failure: &Failure) -> Update {
-        let mut failure = failure.clone();
-        if failure.stage == Stage::Store {
-            failure.error = self.scrub(&failure.error);
+    /// A frame that failed; completed by [`Feed::finish`].
+    pub fn failure(&self, failure: &Failure) -> Pending {
+        let store_failure = failure.stage == Stage::Store;
+        let error = if store_failure {
+            self.scrub(&failure.error)
+        } else {
+            failure.error.clone()
+        };
+        let topic = failure.topic.clone().unwrap_or_default();
+        Pending {
+            key: topic_key(&topic),
+            topic,
+            outcome: Outcome::Failed(format!("{}: {error}", failure.stage)),
+            store_failure,
         }
+    }
+
+    /// The update, with the record as the live view shows it, made from the JSON published over MQTT
+    /// (serializing once per frame: topics can be 64 KiB).
+    pub fn finish(&self, pending: Pending, json: &[u8]) -> Update {
+        let text = String::from_utf8_lossy(json);
+        let text = if self.show_paths {
+            text
+        } else {
+            without_path(&text).map_or(text, Cow::Owned)
+        };
+        let text = if pending.store_failure {
+            Cow::Owned(self.scrub(&text))
+        } else {
+            text
+        };
         Update {
-            topic: failure.topic.clone().unwrap_or_default(),
-            outcome: Outcome::Failed(format!("{}: {}", failure.stage, failure.error)),
-            record: self.json(&Record::Failure(failure)),
+            topic: pending.topic,
+            key: pending.key,
+            outcome: pending.outcome,
+            record: Arc::from(text.as_ref()),
         }
-    }
-
-    fn json(&self, record: &Record) -> Arc<str> {
-        let mut value = serde_json::to_value(record).unwrap_or_default();
-        if !self.show_paths
-            && let Some(fields) = value.as_object_mut()
-        {
-            fields.remove("path");
-        }
-        value.to_string().into()
     }
 
     /// `text` with the paths of frame files (`output.dir/…`) starting with the key's name instead,
@@ -99,6 +118,39 @@ impl Feed {
             _ => text.to_owned(),
         }
     }
+}
+
+/// An [`Update`] waiting for its record's JSON.
+#[derive(Debug)]
+pub struct Pending {
+    topic: String,
+    key: u64,
+    outcome: Outcome,
+    /// Its error may name a frame file's path.
+    store_failure: bool,
+}
+
+/// A record's JSON without its top-level `path` member, `None` when it has none. serde_json writes
+/// records compactly in field order, and every field before `path` is a number or a string (in which
+/// a `"` is always escaped), so the first `,"path":` is the member; its value is `null` or a string.
+fn without_path(json: &str) -> Option<String> {
+    const KEY: &str = ",\"path\":";
+    let at = json.find(KEY)?;
+    let value = &json[at + KEY.len()..];
+    let len = if value.starts_with("null") {
+        4
+    } else if value.starts_with('"') {
+        let mut escaped = false;
+        let end = value.char_indices().skip(1).find(|&(_, c)| {
+            let closes = c == '"' && !escaped;
+            escaped = c == '\\' && !escaped;
+            closes
+        })?;
+        end.0 + 1
+    } else {
+        return None;
+    };
+    Some(format!("{}{}", &json[..at], &value[len..]))
 }
 
 /// `image` as `Bytes` without a copy: a slice of `payload` when the image is the payload's own bytes
@@ -123,6 +175,7 @@ mod tests {
     #![expect(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
+    use crate::frame::record::Record;
 
     fn feed(show_paths: bool, public_url: Option<&str>) -> Feed {
         let http = Http {
@@ -168,8 +221,15 @@ mod tests {
             crate::frame::process(&payload, Some("cam"), at, &Default::default()).unwrap();
         processed.record.path = Some("/srv/frames/cam/x.jpg".into());
         let image = image_bytes(&payload, std::mem::take(&mut processed.image));
-        let update = feed(false, None).success(&processed.record, image.clone(), 1, at);
+        let json = Record::Success(Box::new(processed.record.clone())).to_json();
+        let hidden = feed(false, None);
+        let pending = hidden.success(&processed.record, image.clone(), 1, at);
+        let update = hidden.finish(pending, json.as_bytes());
         assert!(!update.record.contains("path"), "{}", update.record);
+        let mut expected: serde_json::Value = serde_json::from_str(&json).unwrap();
+        expected.as_object_mut().unwrap().remove("path");
+        let got: serde_json::Value = serde_json::from_str(&update.record).unwrap();
+        assert_eq!(got, expected, "all but the path");
         let Outcome::Ok(frame) = &update.outcome else {
             panic!("{:?}", update.outcome)
         };
@@ -180,8 +240,25 @@ mod tests {
         );
         assert_eq!(frame.sha256, processed.record.sha256);
         assert_eq!(update.topic, "cam");
-        let shown = feed(true, None).success(&processed.record, image, 1, at);
+        let shown = feed(true, None);
+        let pending = shown.success(&processed.record, image, 1, at);
+        let shown = shown.finish(pending, json.as_bytes());
         assert!(shown.record.contains("/srv/frames/cam/x.jpg"));
+    }
+
+    #[test]
+    fn the_path_member_goes_whatever_its_value_holds() {
+        let cut = |json: &str| without_path(json);
+        assert_eq!(
+            cut(r#"{"a":1,"path":null,"b":2}"#).unwrap(),
+            r#"{"a":1,"b":2}"#
+        );
+        assert_eq!(
+            cut(r#"{"t":"x,\"path\":1","path":"a\\\"b,\"path\":","meta":{"path":"m"}}"#).unwrap(),
+            r#"{"t":"x,\"path\":1","meta":{"path":"m"}}"#
+        );
+        assert_eq!(cut(r#"{"a":1}"#), None);
+        assert_eq!(cut(r#"{"a":1,"path":"unterminated}"#), None);
     }
 
     #[test]
@@ -193,7 +270,11 @@ mod tests {
             Stage::Store,
             "cannot write /srv/frames/cam/x.jpg: permission denied",
         );
-        let hidden = feed(false, None).failure(&failure);
+        let finish = |feed: &Feed, failure: &Failure| {
+            let json = Record::Failure(failure.clone()).to_json();
+            feed.finish(feed.failure(failure), json.as_bytes())
+        };
+        let hidden = finish(&feed(false, None), &failure);
         assert!(!hidden.record.contains("/srv/frames"), "{}", hidden.record);
         assert!(hidden.record.contains("{output.dir}/cam/x.jpg"));
         let Outcome::Failed(error) = &hidden.outcome else {
@@ -203,7 +284,7 @@ mod tests {
             error,
             "store: cannot write {output.dir}/cam/x.jpg: permission denied"
         );
-        let shown = feed(true, None).failure(&failure);
+        let shown = finish(&feed(true, None), &failure);
         assert!(shown.record.contains("/srv/frames/cam/x.jpg"));
         // Only file paths are rewritten, and only in storage errors.
         let relative = Feed::new(&Http::default(), Some(Path::new("frames")));
@@ -215,8 +296,7 @@ mod tests {
             "decode queue full (6 frames waiting): frames/x",
         );
         assert!(
-            relative
-                .failure(&queue)
+            finish(&relative, &queue)
                 .record
                 .contains("6 frames waiting): frames/x")
         );

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 
-pub use feed::{Feed, image_bytes};
+pub use feed::{Feed, Pending, image_bytes};
 pub use render::{Jpeg, RenderError};
 
 use crate::config::Http;
@@ -58,6 +58,9 @@ pub struct Frame {
 #[derive(Debug)]
 pub struct Update {
     pub topic: String,
+    /// [`topic_key`] of `topic`, computed by the worker: topics can be 64 KiB, and the driver, which
+    /// publishes, must stay cheap per frame.
+    pub key: u64,
     pub outcome: Outcome,
     /// The record as the live view serves it (paths left out unless `http.show_paths`).
     pub record: Arc<str>,
@@ -120,7 +123,10 @@ pub struct Hub {
 
 #[derive(Debug, Default)]
 struct Topics {
-    by_name: HashMap<Arc<str>, Topic>,
+    /// By [`topic_key`]; a bucket holds the topics sharing one (at most `http.max_topics`, so a
+    /// crafted collision costs little).
+    buckets: HashMap<u64, Vec<Topic>>,
+    count: usize,
     /// Bumped on each publish: a topic's `touched` orders eviction.
     tick: u64,
     /// Bytes of every topic's latest frame.
@@ -130,6 +136,7 @@ struct Topics {
 #[derive(Debug)]
 struct Topic {
     name: Arc<str>,
+    key: u64,
     touched: u64,
     /// The latest frame; streams watch it, skipping whatever they were too slow for.
     latest: watch::Sender<Option<Arc<Frame>>>,
@@ -167,22 +174,26 @@ impl Hub {
         };
         state.tick += 1;
         let tick = state.tick;
-        let name: Arc<str> = match state.by_name.get_key_value(update.topic.as_str()) {
-            Some((name, _)) => Arc::clone(name),
-            None => {
-                let name: Arc<str> = update.topic.into();
-                state
-                    .by_name
-                    .insert(Arc::clone(&name), Topic::new(&name, now));
-                name
-            }
-        };
+        let key = update.key;
+        if state.get(key, &update.topic).is_none() {
+            state.insert(Topic::new(update.topic.as_str().into(), key, now));
+        }
         let mut freed = 0;
         let mut added = 0;
-        if let Some(topic) = state.by_name.get_mut(&name) {
+        let Update {
+            topic: name,
+            outcome,
+            record,
+            ..
+        } = update;
+        let Some(topic) = state.get_mut(key, &name) else {
+            return;
+        };
+        let name = Arc::clone(&topic.name);
+        {
             topic.touched = tick;
             topic.rate.add(now);
-            match update.outcome {
+            match outcome {
                 Outcome::Ok(frame) => {
                     topic.ok += 1;
                     added = frame.bytes.len();
@@ -194,15 +205,15 @@ impl Hub {
                     topic.last_error = Some(error);
                 }
             }
-            topic.keep_record(Arc::clone(&update.record));
+            topic.keep_record(Arc::clone(&record));
         }
         state.frame_bytes = state.frame_bytes - freed + added;
-        state.evict(&name, self.max_topics, self.max_latest_bytes);
+        state.evict(key, &name, self.max_topics, self.max_latest_bytes);
         drop(state);
         // No receiver is not an error: nobody is watching.
         let _ = self.records.send(Record {
             topic: name,
-            json: update.record,
+            json: record,
         });
     }
 
@@ -212,7 +223,12 @@ impl Hub {
         let Ok(state) = self.state.lock() else {
             return Vec::new();
         };
-        let mut all: Vec<Summary> = state.by_name.values().map(|t| t.summary(now)).collect();
+        let mut all: Vec<Summary> = state
+            .buckets
+            .values()
+            .flatten()
+            .map(|t| t.summary(now))
+            .collect();
         all.sort_by(|a, b| a.topic.cmp(&b.topic));
         all
     }
@@ -221,20 +237,20 @@ impl Hub {
     pub fn topic(&self, name: &str) -> Option<(Summary, Vec<Arc<str>>)> {
         let now = self.started.elapsed().as_secs();
         let state = self.state.lock().ok()?;
-        let topic = state.by_name.get(name)?;
+        let topic = state.get(topic_key(name), name)?;
         Some((topic.summary(now), topic.records.iter().cloned().collect()))
     }
 
     /// The latest frame of `name`.
     pub fn latest(&self, name: &str) -> Option<Arc<Frame>> {
         let state = self.state.lock().ok()?;
-        state.by_name.get(name)?.latest.borrow().clone()
+        state.get(topic_key(name), name)?.latest.borrow().clone()
     }
 
     /// Watches the latest frame of `name`, once it has one. Ends when the topic is dropped.
     pub fn watch(&self, name: &str) -> Option<watch::Receiver<Option<Arc<Frame>>>> {
         let state = self.state.lock().ok()?;
-        let topic = state.by_name.get(name)?;
+        let topic = state.get(topic_key(name), name)?;
         topic
             .latest
             .borrow()
@@ -267,28 +283,72 @@ impl Hub {
 }
 
 impl Topics {
+    fn get(&self, key: u64, name: &str) -> Option<&Topic> {
+        self.buckets.get(&key)?.iter().find(|t| &*t.name == name)
+    }
+
+    fn get_mut(&mut self, key: u64, name: &str) -> Option<&mut Topic> {
+        self.buckets
+            .get_mut(&key)?
+            .iter_mut()
+            .find(|t| &*t.name == name)
+    }
+
+    fn insert(&mut self, topic: Topic) {
+        self.buckets.entry(topic.key).or_default().push(topic);
+        self.count += 1;
+    }
+
     /// Drops the least recently updated topics (never `keep`) until within both bounds.
-    fn evict(&mut self, keep: &str, max_topics: usize, max_bytes: usize) {
-        while self.by_name.len() > max_topics || self.frame_bytes > max_bytes {
+    fn evict(&mut self, key: u64, keep: &str, max_topics: usize, max_bytes: usize) {
+        while self.count > max_topics || self.frame_bytes > max_bytes {
             let oldest = self
-                .by_name
+                .buckets
                 .values()
-                .filter(|t| &*t.name != keep)
+                .flatten()
+                .filter(|t| !(t.key == key && &*t.name == keep))
                 .min_by_key(|t| t.touched)
-                .map(|t| Arc::clone(&t.name));
-            let Some(oldest) = oldest else { break };
-            if let Some(topic) = self.by_name.remove(&oldest) {
+                .map(|t| (t.key, t.touched));
+            let Some((oldest_key, touched)) = oldest else {
+                break;
+            };
+            let Some(bucket) = self.buckets.get_mut(&oldest_key) else {
+                break;
+            };
+            if let Some(at) = bucket.iter().position(|t| t.touched == touched) {
+                let topic = bucket.swap_remove(at);
                 let bytes = topic.latest.borrow().as_ref().map_or(0, |f| f.bytes.len());
                 self.frame_bytes -= bytes;
+                self.count -= 1;
+            }
+            if bucket.is_empty() {
+                self.buckets.remove(&oldest_key);
             }
         }
     }
 }
 
+/// The key topics are found by: cheap to compute even for a 64 KiB topic in an unoptimised build
+/// (8 bytes a step), and stable, so workers compute it and HTTP handlers find the same topics.
+pub fn topic_key(topic: &str) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let bytes = topic.as_bytes();
+    let mut hash = bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        hash = (hash.rotate_left(5) ^ word).wrapping_mul(K);
+    }
+    let mut last = [0u8; 8];
+    last[..words.remainder().len()].copy_from_slice(words.remainder());
+    (hash.rotate_left(5) ^ u64::from_le_bytes(last)).wrapping_mul(K)
+}
+
 impl Topic {
-    fn new(name: &Arc<str>, now: u64) -> Self {
+    fn new(name: Arc<str>, key: u64, now: u64) -> Self {
         Self {
-            name: Arc::clone(name),
+            name,
+            key,
             touched: 0,
             latest: watch::Sender::new(None),
             ok: 0,

@@ -45,6 +45,7 @@ fn frame(bytes: Bytes, format: Format, (w, h): (u32, u32), sha: &str) -> Arc<Fra
 fn ok(topic: &str, bytes: usize, sha: &str) -> Update {
     Update {
         topic: topic.to_owned(),
+        key: topic_key(topic),
         outcome: Outcome::Ok(frame(
             Bytes::from(vec![0; bytes]),
             Format::Jpeg,
@@ -58,6 +59,7 @@ fn ok(topic: &str, bytes: usize, sha: &str) -> Update {
 fn failed(topic: &str, error: &str) -> Update {
     Update {
         topic: topic.to_owned(),
+        key: topic_key(topic),
         outcome: Outcome::Failed(format!("decode: {error}")),
         record: format!(r#"{{"topic":{topic:?},"stage":"decode"}}"#).into(),
     }
@@ -273,4 +275,32 @@ async fn scaled_versions_follow_the_orientation_the_decoder_applied() {
     ));
     let small = rotated.jpeg(Some(24), hub.renders()).await.unwrap();
     assert_eq!((small.width, small.height), (24, 32));
+}
+
+#[test]
+fn topics_sharing_a_key_are_told_apart_by_name() {
+    let hub = hub(8, 1 << 20);
+    let mut a = ok("a", 1, "1");
+    let mut b = ok("b", 1, "2");
+    (a.key, b.key) = (7, 7);
+    hub.publish(a);
+    hub.publish(b);
+    let mut state = hub.state.lock().unwrap();
+    assert_eq!(state.count, 2);
+    let latest = state.get(7, "b").unwrap().latest.borrow().clone();
+    assert_eq!(latest.unwrap().sha256, "2");
+    state.evict(7, "b", 1, 1 << 20);
+    assert!(state.get(7, "a").is_none());
+    assert!(state.get(7, "b").is_some());
+}
+
+#[test]
+fn the_topic_key_covers_every_byte() {
+    let long = "x".repeat(60_000);
+    let mut other = long.clone();
+    other.push('y');
+    assert_ne!(topic_key(&long), topic_key(&other));
+    assert_ne!(topic_key("cams/1"), topic_key("cams/2"));
+    assert_ne!(topic_key(""), topic_key("\0"));
+    assert_eq!(topic_key("cams/door"), topic_key("cams/door"));
 }
