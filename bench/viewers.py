@@ -10,8 +10,8 @@ import urllib.parse
 class Viewer(threading.Thread):
     """One viewer of mqimg's MJPEG stream (/stream/{topic}) taking at most `rate` frames per second, as a
     browser tab on a slow link would: it reads a frame, then waits its turn (TCP backpressure holds the rest).
-    Until the topic has a frame the stream answers 404; the viewer asks again every 20 ms. Counts the parts
-    (boundaries) and bytes it received."""
+    Until mqimg listens and the topic has a frame (the stream answers 404) the viewer asks again every 20 ms.
+    Counts the parts (boundaries) and bytes it received."""
 
     BOUNDARY = b"--mqimg-frame"
 
@@ -34,7 +34,13 @@ class Viewer(threading.Thread):
 
     def _run(self):
         while not self.stop_event.is_set():
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            try:
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            except ConnectionRefusedError:
+                # mqimg is starting: its listener is not up yet
+                self.refused += 1
+                self.stop_event.wait(0.02)
+                continue
             # a small window, as over a real link: the pace is set by what this viewer takes
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
             s.sendall(f"GET {self.path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
