@@ -60,7 +60,10 @@ fn from_text(
     check_keys(&table, &schema, "")?;
     let mut root = Value::Table(table);
     let schema = Value::Table(schema);
-    for (name, value) in environment(env)? {
+    // Old names are renamed within each source, so the environment still overrides the file.
+    let mut deprecated = rename_old_keys(&mut root)?;
+    let env = rename_old_vars(environment(env)?, &mut deprecated)?;
+    for (name, value) in env {
         let parts: Vec<String> = name
             .split(SEPARATOR)
             .skip(1)
@@ -72,7 +75,6 @@ fn from_text(
         };
         place(&mut root, &schema, &parts, &mut String::new(), &var)?;
     }
-    let deprecated = rename_old_keys(&mut root)?;
     let mut settings: Settings = serde_path_to_error::deserialize(root)
         .map_err(|e| ConfigError::invalid(&e.path().to_string(), e.inner().message().trim()))?;
     settings.deprecated = deprecated;
@@ -124,6 +126,39 @@ fn rename_old_keys(root: &mut Value) -> Result<Vec<Deprecated>, ConfigError> {
         used.push(renamed);
     }
     Ok(used)
+}
+
+/// Renames variables of old key names (`MQIMG__METRICS__LISTEN`) to the new ones. Both set to
+/// different values is an error, as in the file.
+fn rename_old_vars(
+    mut vars: Vec<(String, String)>,
+    deprecated: &mut Vec<Deprecated>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    for renamed in RENAMED {
+        let (old, new) = (env_name(renamed.old), env_name(renamed.new));
+        let Some(at) = vars.iter().position(|(name, _)| *name == old) else {
+            continue;
+        };
+        let (_, value) = vars.remove(at);
+        match vars.iter().find(|(name, _)| *name == new) {
+            Some((_, other)) if *other != value => {
+                return Err(ConfigError::Invalid {
+                    key: renamed.old.to_owned(),
+                    env: old,
+                    problem: format!(
+                        "is the old name of {} ({new}), which is set too, to another value: keep only {new}",
+                        renamed.new
+                    ),
+                });
+            }
+            Some(_) => {}
+            None => vars.push((new, value)),
+        }
+        if !deprecated.contains(&renamed) {
+            deprecated.push(renamed);
+        }
+    }
+    Ok(vars)
 }
 
 /// Removes `section.key` from `root` and returns its value; drops the section when nothing is left in it.

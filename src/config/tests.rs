@@ -477,14 +477,39 @@ fn the_old_metrics_listen_key_is_read_as_http_listen_and_reported() {
     // The same value under both names is not a conflict.
     let both = "[metrics]\nlisten = \"127.0.0.1:9000\"\n[http]\nlisten = \"127.0.0.1:9000\"\n";
     assert_eq!(load_str(both, &[]).unwrap().deprecated, deprecated);
-    let err = error(
+    // Each source renames its own; the environment still overrides the file.
+    let s = load_str(
         "[metrics]\nlisten = \"127.0.0.1:9000\"\n",
         &[("MQIMG__HTTP__LISTEN", "127.0.0.1:9001")],
+    )
+    .unwrap();
+    assert_eq!(s.http.listen, Some("127.0.0.1:9001".parse().unwrap()));
+    let s = load_str(
+        "[http]\nlisten = \"127.0.0.1:9000\"\n",
+        &[("MQIMG__METRICS__LISTEN", "0.0.0.0:9464")],
+    )
+    .unwrap();
+    assert_eq!(s.http.listen, Some("0.0.0.0:9464".parse().unwrap()));
+    assert_eq!(s.deprecated, deprecated);
+    let err = error(
+        "[metrics]\nlisten = \"127.0.0.1:9000\"\n[http]\nlisten = \"127.0.0.1:9001\"\n",
+        &[],
     );
     assert_eq!(
         err,
         "invalid config: metrics.listen (MQIMG__METRICS__LISTEN): is the old name of http.listen \
          (MQIMG__HTTP__LISTEN), which is set too, to another value: keep only http.listen"
+    );
+    let err = error(
+        "",
+        &[
+            ("MQIMG__METRICS__LISTEN", "127.0.0.1:9000"),
+            ("MQIMG__HTTP__LISTEN", "127.0.0.1:9001"),
+        ],
+    );
+    assert!(
+        err.starts_with("invalid config: metrics.listen (MQIMG__METRICS__LISTEN): is the old name"),
+        "{err}"
     );
     let err = error("[metrics]\nlisten = \"nowhere\"\n", &[]);
     assert!(err.contains("http.listen"), "{err}");
