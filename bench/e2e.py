@@ -14,6 +14,9 @@ One run, one machine, one private Mosquitto on a free loopback port (never 1883)
   burst   10,000 frames at QoS 0 far beyond capacity: peak RSS, no crash, every frame either decoded or
           dropped with a `queue` failure record; published vs received by mqimg.
   ceiling the project's criterion bench (`cargo bench --bench decode`): single-core JPEG->RGB8 rate x cores.
+  viewers the 720p drain again, back to back without and with 20 viewers of the drained topic's MJPEG
+          stream (/stream/{topic}), each reading at most 10 frames/s: the drain rate they cost, mqimg's peak
+          RSS with them, what they received.
 
 Only the standard library is needed for mqimg's cases (records are observed by a tiny MQTT 3.1.1
 subscriber below). The reference consumer needs paho-mqtt, numpy and opencv-python-headless in the Python
@@ -43,6 +46,8 @@ import sys
 import tempfile
 import threading
 import time
+
+from viewers import Viewer, viewer_stats
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -385,12 +390,14 @@ class Bench:
         self.port = None
         self.seq = 0
         self.results = {"stamp": self.stamp, "drain": [], "live": [], "burst": None, "ceiling": {},
-                        "notices": [], "targets": []}
+                        "viewers": [], "notices": [], "targets": []}
         self.ref_ok = False
         self.idle_spent = 0.0
         self.metrics_port = {}
         dflt = subprocess.run([self.mqimg, "print-default-config"], capture_output=True, text=True).stdout
-        self.has_metrics = "[metrics]" in dflt
+        # [http] replaced [metrics] (which older binaries have); the bench sets whichever the binary lists
+        self.http_section = "http" if "[http]" in dflt else "metrics" if "[metrics]" in dflt else None
+        self.has_metrics = self.http_section is not None
         self.has_verify = "verify_entropy" in dflt
 
     # ---------------- broker
@@ -496,7 +503,7 @@ class Bench:
             # the endpoint stays on as by default, on a free port instead of the fixed 9464
             port = freeport()
             self.metrics_port[tag] = port
-            lines += ["[metrics]", f'listen = "127.0.0.1:{port}"', ""]
+            lines += [f"[{self.http_section}]", f'listen = "127.0.0.1:{port}"', ""]
         path = os.path.join(self.work, f"{tag}.toml")
         open(path, "w").write("\n".join(lines))
         shutil.copy(path, os.path.join(self.logdir, f"{tag}.toml"))
@@ -680,7 +687,7 @@ class Bench:
 
     # ---------------- drain: mqimg
 
-    def drain_mqimg(self, size, n, variant):
+    def drain_mqimg(self, size, n, variant, viewers=0):
         store = variant != "records-only"
         workers = 1 if variant == "1-worker" else 0
         tag = self.next_tag(f"drain-mqimg-{variant}-{size}")
@@ -718,6 +725,10 @@ class Bench:
         obs.watch = [pid, self.broker.pid]
         rss = RssSampler(pid)
         rss.start()
+        stop_viewers = threading.Event()
+        watching = [Viewer(self.metrics_port[tag], topic, self.a.viewer_rate, stop_viewers) for _ in range(viewers)]
+        for v in watching:
+            v.start()
         deadline = time.time() + self.a.timeout
         stall = None
         while not obs.done.wait(0.2):
@@ -735,6 +746,11 @@ class Bench:
                 stall = f"timeout after {self.a.timeout:.0f}s with {len(obs.msgs)} of {n} records"
                 break
         time.sleep(0.3)  # late duplicates, if any
+        stop_viewers.set()
+        for v in watching:
+            v.join(5)
+        if watching:
+            row["viewers"] = self._viewer_stats(watching, obs)
         row["metrics"] = self.scrape(tag)
         killed = self.stop_proc(p, pid)
         rss.stop.set()
@@ -742,6 +758,29 @@ class Bench:
         s_end = snap([self.broker.pid])
         return self._finish_mqimg_row(row, obs, logpath, timefile, stall, killed, rss, outdir, n, size,
                                       s_start, s_end, pid)
+
+    def _viewer_stats(self, watching, obs):
+        out = viewer_stats(watching, obs.records(), self.a.viewer_rate)
+        log(f"   viewers: {out['count']} × ≤{out['max_rate']} fps: mean {out['fps_mean']} fps each, "
+            f"{out['parts_min']}-{out['parts_max']} frames each, {out.get('mb_per_s', '-')} MB/s served")
+        return out
+
+    def viewers(self, size, n):
+        """The drain without, then with, viewers of its topic's stream (back to back, same conditions)."""
+        log(f"== viewers: {size} drain of {n} frames without and with {self.a.viewers} stream viewers")
+        if not self.has_metrics:
+            self.notice("viewers skipped: this mqimg has no HTTP listener key")
+            return None
+        without = self.drain_best(self.drain_mqimg, size, n, "user")
+        with_ = self.drain_best(self.drain_mqimg, size, n, "viewers", self.a.viewers)
+        with_["variant"] = "viewers"
+        out = {"size": size, "frames": n, "viewers": self.a.viewers, "viewer_rate": self.a.viewer_rate,
+               "without": without, "with": with_}
+        if without.get("fps") and with_.get("fps"):
+            out["drop_pct"] = round(100 * (1 - with_["fps"] / without["fps"]), 1)
+            log(f"   drain {without['fps']} → {with_['fps']} frames/s with viewers ({out['drop_pct']} % lower); "
+                f"peak RSS {without.get('peak_rss_mb')} → {with_.get('peak_rss_mb')} MB")
+        return out
 
     def _fail(self, row, logpath):
         row["log_tail"] = open(logpath, errors="replace").read()[-2000:] if os.path.exists(logpath) else ""
@@ -1150,7 +1189,7 @@ class Bench:
         log(f"mqimg {info['mqimg']} ({info['git_head']}{' + uncommitted changes' if info['git_dirty'] else ''}), "
             f"{NCPU} CPUs, load {' '.join(info['loadavg_start'])}")
         self.ref_ok = self.check_reference()
-        only = set(a.only.split(",")) if a.only else {"ceiling", "drain", "live", "burst"}
+        only = set(a.only.split(",")) if a.only else {"ceiling", "drain", "live", "burst", "viewers"}
 
         if "ceiling" in only:
             self.ceiling(sizes)
@@ -1186,6 +1225,11 @@ class Bench:
                     self.save()
             if "burst" in only:
                 self.results["burst"] = self.burst(a.burst_size, a.burst_frames)
+            if "viewers" in only and a.viewers > 0:
+                v = self.viewers(a.viewer_size, a.viewer_frames)
+                if v:
+                    self.results["viewers"].append(v)
+                self.save()
         finally:
             alive = self.broker_alive()
             self.stop_broker()
@@ -1230,6 +1274,12 @@ class Bench:
         def add(name, size, value, goal, ok, detail):
             t.append({"target": name, "size": size, "value": value, "goal": goal,
                       "status": ("n/a" if ok is None else "PASS" if ok else "MISS"), "detail": detail})
+
+        for v in self.results["viewers"]:
+            drop = v.get("drop_pct")
+            add(f"{v['viewers']} stream viewers at ≤ {v['viewer_rate']} fps lower the drain by ≤ 10 %", v["size"],
+                drop, 10, None if drop is None else drop <= 10,
+                f"{v['without'].get('fps')} → {v['with'].get('fps')} frames/s, same run, back to back")
 
         for s in TARGET_SIZES:
             u = self._drain_row(s, "mqimg", "user")
@@ -1400,6 +1450,24 @@ class Bench:
                 L.append("")
                 L.append("mqimg RSS (max per second, MB): " + ", ".join(f"{x:.0f}" for x in b["rss_mb_per_second"]))
             L.append("")
+        if R["viewers"]:
+            L.append("### Viewers: the drain without and with MJPEG viewers of the drained topic (each reads ≤ the stated fps)")
+            L.append("")
+            L.append("| frame | frames | viewers × max fps | drain frames/s without | with | lower by | viewer fps (mean) | "
+                     "frames per viewer | MB/s served | mqimg CPU % without / with | peak RSS MB without / with | notes |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+            for v in R["viewers"]:
+                wo, w = v["without"], v["with"]
+                vs = w.get("viewers") or {}
+                notes = "; ".join(str(r[k]) for r in (wo, w) for k in ("error", "anomaly", "stall") if r.get(k))
+                if vs.get("errors"):
+                    notes += "; viewer errors: " + "; ".join(vs["errors"])
+                L.append(f"| {v['size']} | {v['frames']} | {v['viewers']} × {v['viewer_rate']} | {fmt(wo.get('fps'))} | "
+                         f"{fmt(w.get('fps'))} | {fmt(v.get('drop_pct'))} % | {fmt(vs.get('fps_mean'))} | "
+                         f"{vs.get('parts_min', '-')}-{vs.get('parts_max', '-')} | {fmt(vs.get('mb_per_s'))} | "
+                         f"{fmt(wo.get('cpu_pct_window'), 0)} / {fmt(w.get('cpu_pct_window'), 0)} | "
+                         f"{fmt(wo.get('peak_rss_mb'), 0)} / {fmt(w.get('peak_rss_mb'), 0)} | {notes} |")
+            L.append("")
         if R["targets"]:
             L.append("### Targets")
             L.append("")
@@ -1422,7 +1490,7 @@ def main():
                     help="smoke run: 1280x720 and 1920x1080 only, 20 %% of the frames, 4 s live, 2000-frame burst")
     ap.add_argument("--sizes", help="comma list (default: 640x480,1280x720,1920x1080,3840x2160)")
     ap.add_argument("--scale", type=float, help="multiply the frame counts (2000/1000/600/200)")
-    ap.add_argument("--only", help="comma list of sections: ceiling,drain,live,burst (default: all)")
+    ap.add_argument("--only", help="comma list of sections: ceiling,drain,live,burst,viewers (default: all)")
     ap.add_argument("--all-variants", action="store_true", help="records-only and 1-worker rows at every size")
     ap.add_argument("--mqimg", default=os.path.join(ROOT, "target", "release", "mqimg"))
     ap.add_argument("--ref-python", default=sys.executable, help="Python with paho-mqtt, numpy, cv2 for the reference")
@@ -1445,6 +1513,11 @@ def main():
     ap.add_argument("--writer-mb", type=int, default=2048)
     ap.add_argument("--no-drain-variants", action="store_true",
                     help="drain only mqimg as configured (and the reference): no records-only, 1-worker, no-verify rows")
+    ap.add_argument("--viewers", type=int, default=20, help="MJPEG viewers in the viewers section (0 = skip it)")
+    ap.add_argument("--viewer-rate", type=float, default=10, help="frames per second each viewer takes at most")
+    ap.add_argument("--viewer-size", default="1280x720")
+    ap.add_argument("--viewer-frames", type=int, default=600,
+                    help="frames of each viewers-section drain (not scaled by --quick: shorter is noise)")
     ap.add_argument("--burst-frames", type=int)
     ap.add_argument("--burst-size", default="640x480")
     ap.add_argument("--broker-nodelay", action="store_true", help="set_tcp_nodelay true in the broker")

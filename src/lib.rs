@@ -4,7 +4,7 @@
 //! The modules, lowest layer first; each uses only the ones before it:
 //! - [`frame`]: pure frame processing: payload detection, decoding under limits, records, topics.
 //! - [`config`]: settings from a TOML file and `MQIMG__…` environment variables, parsed once into types.
-//! - [`ops`]: what operators watch: metrics, readiness, the HTTP endpoint, logs.
+//! - [`ops`]: what operators watch: metrics, readiness, the HTTP listener and its live view, logs.
 //! - [`daemon`]: the MQTT connection, at-least-once delivery, decode workers, frame files.
 //! - [`cli`]: subcommands, including the one-shot `decode` and the `publish` camera emulator.
 

@@ -109,21 +109,50 @@ pub struct Settings {
     pub pipeline: Pipeline,
     pub chunks: Chunks,
     pub log: Log,
-    pub metrics: MetricsEndpoint,
+    pub http: Http,
+    /// Old key names the config used (read as their new names), for the startup log: `metrics.listen`.
+    #[serde(skip)]
+    pub deprecated: Vec<Deprecated>,
 }
 
+/// A key read under its old name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deprecated {
+    pub old: &'static str,
+    pub new: &'static str,
+}
+
+/// The one HTTP listener: metrics, health and the live view.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct MetricsEndpoint {
-    /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`); `None` (empty in TOML) = off.
+pub struct Http {
+    /// Address to listen on; `None` (empty in TOML) = no HTTP at all.
     #[serde(with = "types::listen_addr")]
     pub listen: Option<SocketAddr>,
+    /// Required by every route except `/healthz` (bearer header or `?token=`); `None` = open.
+    pub token: Option<Secret>,
+    /// Topics whose latest frame, counters and recent records are kept.
+    pub max_topics: usize,
+    /// Bytes of latest frames kept, all topics together.
+    pub max_latest_bytes: usize,
+    /// `/stream/` clients at once; more are answered 503.
+    pub max_streams: usize,
+    /// Base URL consumers reach this listener at; success records then carry `url`.
+    pub public_url: Option<String>,
+    /// Let the live view show records' `path` (the stored file).
+    pub show_paths: bool,
 }
 
-impl Default for MetricsEndpoint {
+impl Default for Http {
     fn default() -> Self {
         Self {
             listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9464))),
+            token: None,
+            max_topics: 64,
+            max_latest_bytes: 64 << 20,
+            max_streams: 32,
+            public_url: None,
+            show_paths: false,
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::daemon::retention::{Index, Janitor};
 use crate::daemon::sink;
 use crate::daemon::workers::{self, Context};
 use crate::ops::health::Health;
+use crate::ops::live::Hub;
 use crate::ops::metrics::Metrics;
 
 /// Events between the poll task and the delivery task. Small: a frame in here holds its payload.
@@ -26,8 +27,10 @@ const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct App {
     settings: Settings,
-    /// The metrics endpoint's socket, bound at build time.
-    metrics_listener: Option<std::net::TcpListener>,
+    /// The HTTP listener's socket (`http.listen`), bound at build time.
+    http_listener: Option<std::net::TcpListener>,
+    /// The live view's state, while the HTTP listener is on.
+    hub: Option<Arc<Hub>>,
     client: AsyncClient,
     eventloop: EventLoop,
     metrics: Arc<Metrics>,
@@ -59,19 +62,23 @@ impl App {
         if settings.subscriptions.is_empty() {
             tracing::warn!("no [[subscriptions]] configured: mqimg will receive nothing");
         }
-        let metrics_listener = settings
-            .metrics
+        let http_listener = settings
+            .http
             .listen
             .map(|addr| {
                 crate::ops::http::bind(addr).with_context(|| {
-                    format!("cannot listen on metrics.listen {addr} (MQIMG__METRICS__LISTEN)")
+                    format!("cannot listen on http.listen {addr} (MQIMG__HTTP__LISTEN)")
                 })
             })
             .transpose()?;
+        let hub = http_listener
+            .as_ref()
+            .map(|_| Arc::new(Hub::new(&settings.http)));
         let (client, eventloop) = mqtt::connect(&settings);
         Ok(Self {
             settings,
-            metrics_listener,
+            http_listener,
+            hub,
             client,
             eventloop,
             metrics: Arc::new(Metrics::default()),
@@ -90,7 +97,7 @@ impl App {
             .collect::<Vec<_>>()
             .join(", ");
         let http = self
-            .metrics_addr()
+            .http_addr()
             .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
@@ -105,11 +112,30 @@ impl App {
             http,
             "mqimg starting"
         );
+        for key in &s.deprecated {
+            tracing::warn!(
+                old = key.old,
+                new = key.new,
+                "the config uses {}, the old name of {}: it still works, rename it",
+                key.old,
+                key.new
+            );
+        }
+        if let Some(addr) = self.http_addr()
+            && !addr.ip().is_loopback()
+            && s.http.token.is_none()
+        {
+            tracing::warn!(
+                %addr,
+                "the HTTP listener is reachable from other machines without a token: anyone who can \
+                 reach it sees every camera (set http.token)"
+            );
+        }
     }
 
-    /// Where the metrics endpoint listens, when on.
-    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
-        self.metrics_listener.as_ref()?.local_addr().ok()
+    /// Where the HTTP listener (metrics, health, live view) listens, when on.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http_listener.as_ref()?.local_addr().ok()
     }
 
     /// The counters, for tests and the summary.
@@ -130,7 +156,8 @@ impl App {
     ) -> anyhow::Result<Summary> {
         let App {
             settings,
-            metrics_listener,
+            http_listener,
+            hub,
             client,
             eventloop,
             metrics,
@@ -177,14 +204,24 @@ impl App {
             shutdown: stop.clone(),
         };
         let mut poll_task = tokio::spawn(poller.run());
-        let http_task = metrics_listener.map(|listener| {
+        let http_stop = CancellationToken::new();
+        let http_task = http_listener.zip(hub.clone()).map(|(listener, hub)| {
             if let Ok(addr) = listener.local_addr() {
-                tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+                tracing::info!(
+                    %addr,
+                    "serving the live view on http://{addr}/, /metrics, /healthz, /readyz"
+                );
             }
+            let endpoint = crate::ops::http::Endpoint {
+                metrics: Arc::clone(&metrics),
+                health: Arc::clone(&health),
+                hub,
+                token: settings.http.token.clone(),
+            };
             tokio::spawn(crate::ops::http::serve(
                 listener,
-                Arc::clone(&metrics),
-                Arc::clone(&health),
+                endpoint,
+                http_stop.clone(),
             ))
         });
         let summary_task = settings.log.summary_interval.map(|every| {
@@ -197,7 +234,8 @@ impl App {
             jobs,
             context,
             (Arc::clone(&metrics), Arc::clone(&health)),
-        );
+        )
+        .with_live(hub);
         if let Some(setup) = chunk_setup(&settings) {
             if setup.spool_dir.is_none() {
                 tracing::warn!(
@@ -226,8 +264,13 @@ impl App {
             poll_task.abort();
         }
         signal_task.abort();
-        for task in [summary_task, http_task].into_iter().flatten() {
-            task.abort();
+        if let Some(summary_task) = summary_task {
+            summary_task.abort();
+        }
+        // Streams and event feeds end on this; the listener gives them a moment, then closes.
+        http_stop.cancel();
+        if let Some(http_task) = http_task {
+            let _ = http_task.await;
         }
         // Workers exit once their queue is empty; the delivery task already dropped its sender.
         tokio::task::spawn_blocking(move || {

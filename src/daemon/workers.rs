@@ -22,6 +22,7 @@ use crate::frame::budget::MemoryBudget;
 use crate::frame::record::{Failure, Record, Stage};
 use crate::frame::topic;
 use crate::frame::{self, Options, encode};
+use crate::ops::live;
 use crate::ops::metrics::Metrics;
 
 /// Outcomes waiting for the syncer, and for the delivery task, per worker.
@@ -73,6 +74,8 @@ pub struct Finished {
     pub unsynced: Option<Job>,
     /// Keeps retention off its file until its record is acknowledged.
     pub in_use: Option<InUse>,
+    /// What the live view shows of it (when the HTTP listener is on).
+    pub live: Option<Box<live::Update>>,
 }
 
 /// What handling a job came to, before the worker wraps it (it owns the job).
@@ -198,6 +201,8 @@ pub struct Context {
     /// until its pixels are dropped.
     memory: MemoryBudget,
     metrics: Arc<Metrics>,
+    /// Builds what the live view gets and records' `url`; `None` without an HTTP listener.
+    live: Option<live::Feed>,
 }
 
 impl Context {
@@ -224,6 +229,10 @@ impl Context {
             queue_frames: settings.pipeline.queue_frames,
             memory: settings.decode.memory_budget(),
             metrics,
+            live: settings
+                .http
+                .listen
+                .map(|_| live::Feed::new(&settings.http, settings.output.dir.as_deref())),
         }
     }
 
@@ -308,7 +317,22 @@ impl Context {
         });
         match result {
             Ok(Err(store_error)) => Handled::StoreBlocked(store_error),
-            Ok(Ok(processed)) => {
+            Ok(Ok(mut processed)) => {
+                // The live view gets the frame, and the record where to fetch it (http.public_url).
+                let mut pending = None;
+                if let Some(feed) = &self.live {
+                    processed.record.url = feed.url(&job.topic, &processed.record.sha256);
+                    let applied = options.limits.apply_orientation;
+                    let orientation = if applied {
+                        processed.record.orientation
+                    } else {
+                        1
+                    };
+                    let image =
+                        live::image_bytes(&job.payload, std::mem::take(&mut processed.image));
+                    pending =
+                        Some(feed.success(&processed.record, image, orientation, job.received_at));
+                }
                 let r = &processed.record;
                 let report = Report::Ok {
                     topic: job.topic.clone(),
@@ -324,13 +348,16 @@ impl Context {
                 if stored.as_ref().is_some_and(|s| s.flushed) {
                     self.metrics.frames_flushed.inc();
                 }
+                let (record, live) =
+                    self.record_out(&self.output.results_topic, &job.topic, record, pending);
                 Handled::Finished(Box::new(Finished {
                     seq: job.seq,
-                    record: self.record_out(&self.output.results_topic, &job.topic, record),
+                    record,
                     report,
                     stored: stored.is_some(),
                     unsynced: None,
                     in_use: stored.and_then(|s| s.in_use),
+                    live,
                 }))
             }
             Err(failure) => Handled::Finished(Box::new(self.failed(job.seq, failure))),
@@ -347,22 +374,41 @@ impl Context {
             payload_bytes: failure.payload_bytes,
             error: failure.error.clone(),
         };
+        let pending = self.live.as_ref().map(|feed| feed.failure(&failure));
+        let (record, live) = self.record_out(
+            &self.output.errors_topic,
+            &topic,
+            Record::Failure(failure),
+            pending,
+        );
         Finished {
             seq,
-            record: self.record_out(&self.output.errors_topic, &topic, Record::Failure(failure)),
+            record,
             report,
             stored: false,
             unsynced: None,
             in_use: None,
+            live,
         }
     }
 
-    /// The record, serialized, with its topic; `None` when `template` turns that kind of record off.
-    fn record_out(&self, template: &str, topic: &str, record: Record) -> Option<RecordOut> {
-        Some(RecordOut {
-            topic: topic::render(template, topic)?,
-            payload: self.fit(record),
-        })
+    /// The record, serialized, with its topic (`None` when `template` turns that kind of record off),
+    /// and the live view's update completed from the same JSON.
+    fn record_out(
+        &self,
+        template: &str,
+        topic: &str,
+        record: Record,
+        live: Option<live::Pending>,
+    ) -> (Option<RecordOut>, Option<Box<live::Update>>) {
+        let topic = topic::render(template, topic);
+        let feed = self.live.as_ref().zip(live);
+        if topic.is_none() && feed.is_none() {
+            return (None, None);
+        }
+        let payload = self.fit(record);
+        let live = feed.map(|(feed, pending)| Box::new(feed.finish(pending, &payload)));
+        (topic.map(|topic| RecordOut { topic, payload }), live)
     }
 
     /// Serializes `record`, shrinking it to `output.max_record_bytes`: an oversized publish would drop

@@ -123,6 +123,7 @@ pub fn process<'a>(
         // Three decimals: microseconds are all an operator can use.
         decode_ms: (decode_ms * 1000.0).round() / 1000.0,
         path: None,
+        url: None,
         meta: payload.meta,
         chunks: None,
         warnings: decoded.warnings.clone(),

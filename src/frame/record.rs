@@ -102,6 +102,9 @@ pub struct Success {
     pub sha256: String,
     pub decode_ms: f64,
     pub path: Option<String>,
+    /// Where the image can be fetched over HTTP (`http.public_url`); absent when not configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meta: Option<serde_json::Map<String, serde_json::Value>>,
     /// How the frame was assembled, when it arrived in parts.

@@ -268,6 +268,7 @@ impl Worker {
                 stored: true,
                 unsynced: None,
                 in_use: None,
+                live: None,
             };
             if self.done.blocking_send(Done::Finished(finished)).is_err() {
                 return false;

@@ -7,6 +7,7 @@
 mod broker;
 mod client;
 pub mod daemon;
+pub mod http;
 mod system;
 
 use std::future::Future;

@@ -25,6 +25,7 @@ use crate::daemon::retention::InUse;
 use crate::daemon::workers::{Context, Done, Finished, Job, Report};
 use crate::frame::record::{Failure, Stage};
 use crate::ops::health::Health;
+use crate::ops::live::Hub;
 use crate::ops::metrics::Metrics;
 
 /// How soon requests the client's channel refused are offered again.
@@ -68,6 +69,8 @@ pub struct Driver {
     store_retry_at: Option<Instant>,
     /// When storage started failing, for the recovery message.
     blocked_since: Option<Instant>,
+    /// The live view, given each frame's outcome once it is final.
+    live: Option<Arc<Hub>>,
 }
 
 impl Driver {
@@ -120,7 +123,14 @@ impl Driver {
             max_held_bytes: settings.pipeline.max_inflight_bytes,
             store_retry_at: None,
             blocked_since: None,
+            live: None,
         }
+    }
+
+    /// Feeds `hub` each frame's final outcome.
+    pub fn with_live(mut self, hub: Option<Arc<Hub>>) -> Self {
+        self.live = hub;
+        self
     }
 
     /// Runs until shutdown is requested and in-flight frames are finished (or `grace` has passed), or
@@ -305,6 +315,9 @@ impl Driver {
         if done.report.is_ok() {
             // Counted here, not by the worker: only now is its file known to be on disk.
             self.metrics.ok.inc();
+        }
+        if let (Some(hub), Some(update)) = (&self.live, done.live) {
+            hub.publish(*update);
         }
         self.reports.insert(done.seq, done.report);
         if let Some(in_use) = done.in_use {
