@@ -14,6 +14,7 @@ const PACKET_OVERHEAD: usize = 64 * 1024;
 impl Settings {
     /// Checks what the types cannot: ranges, and values that only make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_integers()?;
         self.validate_broker()?;
         self.validate_subscriptions()?;
         self.validate_output()?;
@@ -46,6 +47,35 @@ impl Settings {
                 "pipeline.queue_frames",
                 "must be at least 1",
             ));
+        }
+        Ok(())
+    }
+
+    /// TOML integers are signed 64-bit: a larger value (possible from the environment) would make
+    /// settings that `check-config` prints but nothing can load back.
+    fn validate_integers(&self) -> Result<(), ConfigError> {
+        let mut section = String::new();
+        for line in self.to_toml().lines() {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.trim_matches('[').trim_matches(']').to_owned();
+                continue;
+            }
+            let Some((key, value)) = line.split_once(" = ") else {
+                continue;
+            };
+            if let Ok(n) = value.trim().parse::<u128>()
+                && n > i64::MAX as u128
+            {
+                let key = if section.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{section}.{key}")
+                };
+                return Err(ConfigError::invalid(
+                    &key,
+                    format!("{n} is over the largest value a config can hold ({})", i64::MAX),
+                ));
+            }
         }
         Ok(())
     }

@@ -176,6 +176,9 @@ pub enum DecodeError {
     /// The codec failed on the pixel data or headers.
     #[error("{format} decode failed: {}", tidy(.cause))]
     Codec { format: Format, cause: ImageError },
+    /// A structure mqimg checks itself before the codec reads it.
+    #[error("{format} decode failed: {cause}")]
+    Corrupt { format: Format, cause: String },
 }
 
 impl DecodeError {

@@ -29,6 +29,7 @@ pub(super) fn inspect<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Png<'a>, D
         let height = u32::from_be_bytes([ihdr[8], ihdr[9], ihdr[10], ihdr[11]]);
         check_limits(width, height, limits)?;
     }
+    check_palette(bytes)?;
     let max_alloc = image_limits(limits).max_alloc.unwrap_or(u64::MAX);
     let mut decoder = png::Decoder::new_with_limits(
         Cursor::new(bytes),
@@ -55,6 +56,30 @@ pub(super) fn inspect<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Png<'a>, D
         reader,
         orientation,
     })
+}
+
+/// A PLTE chunk must hold whole RGB entries, at most 256 of them. The `png` crate (0.18.1) panics on
+/// one that does not (found by fuzzing, `fixtures/fuzz-regressions/`): refuse it before the crate
+/// reads it. Walks the chunk headers up to the image data.
+fn check_palette(bytes: &[u8]) -> Result<(), DecodeError> {
+    let mut at = 8;
+    while let Some(header) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let kind = &header[4..8];
+        if kind == b"IDAT" || kind == b"IEND" {
+            break;
+        }
+        if kind == b"PLTE" && (len % 3 != 0 || len > 768 || len == 0) {
+            return Err(DecodeError::Corrupt {
+                format: Format::Png,
+                cause: format!(
+                    "the palette (PLTE) is {len} bytes: it must hold 1 to 256 RGB entries of 3 bytes"
+                ),
+            });
+        }
+        at = at.saturating_add(12).saturating_add(len);
+    }
+    Ok(())
 }
 
 impl Png<'_> {
