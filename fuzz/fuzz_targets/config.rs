@@ -1,5 +1,5 @@
-//! Config parsing: a TOML file plus `MQIMG__…` environment overrides → `Settings` → `validate`, the
-//! way `Settings::load_with_env` does it, with the file's text taken from the input instead of a file
+//! Config parsing: a TOML file plus `MQIMG__…` environment overrides → `Settings` → `validate`, through
+//! `Settings::from_toml_str` (what `Settings::load_with_env` runs), with the file's text taken from the input
 //! (`config::File::from_str` and `config::File::from(path)` share the TOML source).
 //!
 //! Input: UTF-8 text (anything else is skipped). The text up to a line `%%env` is the TOML file; each
@@ -19,17 +19,7 @@ use mqimg::frame::payload::Encoding;
 const ENV_SEPARATOR: &str = "\n%%env\n";
 
 fn load(toml: &str, env: HashMap<String, String>) -> Result<Settings, ConfigError> {
-    let environment = config::Environment::with_prefix("MQIMG")
-        .prefix_separator("__")
-        .separator("__")
-        .source(Some(env));
-    let settings: Settings = config::Config::builder()
-        .add_source(config::File::from_str(toml, config::FileFormat::Toml))
-        .add_source(environment)
-        .build()?
-        .try_deserialize()?;
-    settings.validate()?;
-    Ok(settings)
+    Settings::from_toml_str(toml, Some(env))
 }
 
 fuzz_target!(|bytes: &[u8]| {
@@ -47,11 +37,7 @@ fuzz_target!(|bytes: &[u8]| {
         .collect();
     match load(toml, env) {
         Ok(settings) => {
-            settings
-                .broker
-                .address()
-                .expect("a validated broker URL has an address");
-            let _ = settings.broker.keep_alive();
+            assert!(settings.broker.url.port() > 0, "a validated broker URL has a port");
             let _ = settings.decode.limits();
             let _ = settings.decode.options(Encoding::Auto, None);
             let printed = settings.to_toml();

@@ -11,7 +11,8 @@
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use mqimg::frame::encode::{OutputFormat, encode};
+use mqimg::frame::budget::MemoryBudget;
+use mqimg::frame::encode::{OutputFormat, write};
 use mqimg::frame::payload::Encoding;
 use mqimg::frame::record::{Record, Stage};
 use mqimg::frame::{Options, process, sha256_hex};
@@ -33,7 +34,9 @@ fuzz_target!(|bytes: &[u8]| {
         limits: LIMITS,
     };
     let received_at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_600_000_123);
-    match process(bytes, Some(TOPIC), received_at, &options) {
+    // Room for the largest image the limits allow, alone: a frame over it fails at stage `limits`.
+    let budget = MemoryBudget::new(512 << 20);
+    match process(bytes, Some(TOPIC), received_at, &options, &budget) {
         Ok(processed) => {
             let record = &processed.record;
             let rgb = &processed.decoded.rgb;
@@ -49,11 +52,13 @@ fuzz_target!(|bytes: &[u8]| {
             assert_eq!(record.format, processed.decoded.format);
             let value = round_trip(&Record::Success(Box::new(record.clone())));
             assert_eq!(value["topic"], TOPIC);
-            let ppm = encode(&processed, OutputFormat::Ppm).expect("PPM always encodes");
+            let mut ppm = Vec::new();
+            write(&processed, OutputFormat::Ppm, &mut ppm).expect("PPM always encodes");
             let header = format!("P6\n{} {}\n255\n", record.width, record.height);
             assert!(ppm.starts_with(header.as_bytes()));
             assert_eq!(ppm.len(), header.len() + record.rgb_bytes);
-            let original = encode(&processed, OutputFormat::Original).expect("original is as is");
+            let mut original = Vec::new();
+            write(&processed, OutputFormat::Original, &mut original).expect("original is as is");
             assert_eq!(&*original, &*processed.image);
         }
         Err(failure) => {
