@@ -6,7 +6,8 @@
 //!
 //! What is detected in damaged JPEGs:
 //! - refused: missing end-of-image marker (truncation anywhere, scan data included), segments running past
-//!   the end, impossible segment lengths, a scan before the frame header, a second frame header;
+//!   the end, impossible segment lengths, a scan before the frame header, a second frame header; scan
+//!   headers libjpeg refuses and the one coding zune-jpeg garbles ([`scans`]);
 //! - decoded with a [`Decoded::warnings`] entry: restart markers out of sequence or fewer/more than the
 //!   restart interval implies, markers that may not appear inside scan data, garbage between segments;
 //!   and in baseline and extended sequential (Huffman) scans, corrupt entropy-coded data ([`entropy`]:
@@ -15,15 +16,18 @@
 //!   coefficients past index 63, data ending (at a marker, e.g. a corrupt `ff d9`) before the last MCU,
 //!   more than a byte left over after the last MCU of a scan or restart interval. One warning per frame,
 //!   naming the MCU (and its row) and the byte offset where decoding went wrong
-//!   (`fixtures/bad/corrupt-entropy.jpg`: MCU 437 of 1200, row 11 of 30).
+//!   (`fixtures/bad/corrupt-entropy.jpg`: MCU 437 of 1200, row 11 of 30); scan parameters libjpeg
+//!   warns about ([`scans`]).
 //!
 //! Not detected: damage that still decodes to valid symbols in the right number (a changed coefficient
 //! value; bytes whose codes fall back in step with as many blocks as before); about a third of single
-//! corrupt bytes are flagged, most multi-byte damage is. Progressive JPEGs are not checked. Such frames
+//! corrupt bytes are flagged, most multi-byte damage is. The entropy-coded data of progressive JPEGs is
+//! not checked (stray bytes between their scans included). Such frames
 //! decode into garbled pixels without a warning: the decoder (zune-jpeg, strict or not) notices nothing.
 
 mod entropy;
 mod markers;
+mod scans;
 #[cfg(test)]
 mod tests;
 

@@ -97,6 +97,12 @@ impl<'a> Specs<'a> {
         }
     }
 
+    /// Whether a scan may use the table of `class` and `id`: defined, standard (see [`Specs::get`]),
+    /// or not knowable because a DHT segment did not parse.
+    pub(super) fn defines(&self, class: usize, id: u8) -> bool {
+        self.broken || (id <= 3 && self.get(class, usize::from(id)).is_some())
+    }
+
     /// The table of `class` and `id`, or the standard one of ITU T.81 K.3 (which Motion-JPEG frames
     /// leave out) for ids 0 and 1.
     fn get(&self, class: usize, id: usize) -> Option<Spec<'a>> {
