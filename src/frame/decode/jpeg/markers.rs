@@ -222,7 +222,7 @@ pub(super) fn walk_with<'a>(
                     first_scan_components = payload.first().map_or(0, |&n| usize::from(n));
                 }
                 if verify
-                    && frame.huffman_sequential
+                    && (frame.huffman_sequential || frame.progressive)
                     && let Some(grid) = grid
                     && let Some(warning) = entropy::check_scan(
                         b,
