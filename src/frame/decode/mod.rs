@@ -12,6 +12,8 @@
 //! checks, `memory` the estimates, `png` and `jpeg` the formats. JPEG bytes go through a marker walk
 //! first, which refuses truncated and unsupported files and warns about damaged ones: see `jpeg`.
 
+#[cfg(test)]
+mod conformance;
 mod jpeg;
 mod limits;
 mod memory;

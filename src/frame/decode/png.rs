@@ -11,7 +11,7 @@ use image::{ImageError, ImageFormat};
 use png::{BitDepth, ColorType, InterlaceInfo, Transformations};
 
 use super::limits::{check_limits, image_limits};
-use super::{DecodeError, Format, Limits, memory};
+use super::{DecodeError, Format, Limits, PNG_MAGIC, memory};
 
 /// A PNG whose header chunks (everything before the image data) were read, not decoded yet.
 pub(super) struct Png<'a> {
@@ -46,10 +46,13 @@ pub(super) fn inspect<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Png<'a>, D
     let reader = decoder.read_info().map_err(codec)?;
     let (width, height) = reader.info().size();
     check_limits(width, height, limits)?;
+    // The png crate reads an eXIf chunk after the image data only once every row is decoded: too
+    // late for the memory estimate, which counts the rotated copy.
     let orientation = reader
         .info()
         .exif_metadata
         .as_deref()
+        .or_else(|| exif_after_image_data(bytes))
         .and_then(Orientation::from_exif_chunk)
         .unwrap_or(Orientation::NoTransforms);
     Ok(Png {
@@ -124,6 +127,25 @@ impl Png<'_> {
         }
         image::RgbImage::from_raw(width, height, rgb).ok_or_else(|| too_large(width, height))
     }
+}
+
+/// The data of the first eXIf chunk in `bytes` whose CRC is right, found by hopping from chunk to
+/// chunk (nothing is decompressed). libpng and OpenCV read it after the image data too.
+fn exif_after_image_data(bytes: &[u8]) -> Option<&[u8]> {
+    let mut at = PNG_MAGIC.len();
+    while let Some(header) = bytes.get(at..at + 8) {
+        let len = usize::try_from(u32::from_be_bytes(header[..4].try_into().ok()?)).ok()?;
+        let data_end = at.checked_add(8)?.checked_add(len)?;
+        let crc = bytes.get(data_end..data_end + 4)?;
+        match &header[4..] {
+            b"IEND" => return None,
+            b"eXIf" if crc32fast::hash(&bytes[at + 4..data_end]).to_be_bytes() == crc => {
+                return Some(&bytes[at + 8..data_end]);
+            }
+            _ => at = data_end + 4,
+        }
+    }
+    None
 }
 
 fn too_large(width: u32, height: u32) -> DecodeError {

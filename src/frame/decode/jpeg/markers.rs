@@ -4,6 +4,7 @@
 //! become warnings; the entropy-coded data itself is left to [`entropy::check_scan`].
 
 use super::entropy;
+use super::scans::Scans;
 use crate::frame::decode::limits::check_limits;
 use crate::frame::decode::{DecodeError, Limits, Warnings};
 
@@ -69,6 +70,7 @@ pub(super) fn walk_with<'a>(
     // Only the first scan found corrupt gets a warning.
     let mut verify = verify;
     let mut scans = 0;
+    let mut scan_checks: Option<Scans> = None;
     let mut first_scan_components = 0;
     let mut pos = 2;
     // Just past the last complete segment or scan.
@@ -109,6 +111,9 @@ pub(super) fn walk_with<'a>(
                         detail: "end-of-image marker before the frame header".to_owned(),
                     });
                 };
+                if let Some(checks) = &scan_checks {
+                    checks.finish(&frame)?;
+                }
                 return Ok(Header {
                     frame,
                     first_scan_components,
@@ -177,6 +182,13 @@ pub(super) fn walk_with<'a>(
                         detail: "scan before the frame header".to_owned(),
                     });
                 };
+                scan_checks.get_or_insert_with(|| Scans::new(frame)).check(
+                    frame,
+                    payload,
+                    (scans + 1, at),
+                    &tables,
+                    &mut warnings,
+                )?;
                 complete = end;
                 let scan = scan_data(b, end, &mut warnings).ok_or_else(|| {
                     truncated(
@@ -210,7 +222,7 @@ pub(super) fn walk_with<'a>(
                     first_scan_components = payload.first().map_or(0, |&n| usize::from(n));
                 }
                 if verify
-                    && frame.huffman_sequential
+                    && (frame.huffman_sequential || frame.progressive)
                     && let Some(grid) = grid
                     && let Some(warning) = entropy::check_scan(
                         b,

@@ -6,24 +6,28 @@
 //!
 //! What is detected in damaged JPEGs:
 //! - refused: missing end-of-image marker (truncation anywhere, scan data included), segments running past
-//!   the end, impossible segment lengths, a scan before the frame header, a second frame header;
+//!   the end, impossible segment lengths, a scan before the frame header, a second frame header; scan
+//!   headers libjpeg refuses and the one coding zune-jpeg garbles ([`scans`]);
 //! - decoded with a [`Decoded::warnings`] entry: restart markers out of sequence or fewer/more than the
 //!   restart interval implies, markers that may not appear inside scan data, garbage between segments;
-//!   and in baseline and extended sequential (Huffman) scans, corrupt entropy-coded data ([`entropy`]:
-//!   every Huffman symbol of every block is decoded, without dequantisation or IDCT; it adds 15–20 % to
-//!   a decode; `decode.verify_entropy` turns it off): a code not in its table, a DC category over 11, AC
+//!   and in baseline and extended sequential (Huffman) scans and progressive DC first scans, corrupt
+//!   entropy-coded data ([`entropy`]: every Huffman symbol of every block is decoded, without
+//!   dequantisation or IDCT; it adds 15–20 % to a decode; `decode.verify_entropy` turns it off): a code not in its table, a DC category over 11, AC
 //!   coefficients past index 63, data ending (at a marker, e.g. a corrupt `ff d9`) before the last MCU,
 //!   more than a byte left over after the last MCU of a scan or restart interval. One warning per frame,
 //!   naming the MCU (and its row) and the byte offset where decoding went wrong
-//!   (`fixtures/bad/corrupt-entropy.jpg`: MCU 437 of 1200, row 11 of 30).
+//!   (`fixtures/bad/corrupt-entropy.jpg`: MCU 437 of 1200, row 11 of 30); scan parameters libjpeg
+//!   warns about ([`scans`]).
 //!
 //! Not detected: damage that still decodes to valid symbols in the right number (a changed coefficient
 //! value; bytes whose codes fall back in step with as many blocks as before); about a third of single
-//! corrupt bytes are flagged, most multi-byte damage is. Progressive JPEGs are not checked. Such frames
+//! corrupt bytes are flagged, most multi-byte damage is. Of progressive JPEGs only the DC first scans
+//! are checked (stray bytes after them included), not the AC and refinement scans. Such frames
 //! decode into garbled pixels without a warning: the decoder (zune-jpeg, strict or not) notices nothing.
 
 mod entropy;
 mod markers;
+mod scans;
 #[cfg(test)]
 mod tests;
 

@@ -400,3 +400,70 @@ fn an_exif_chunk_orients_the_png_as_the_image_crate_reads_it() {
     let plain = inspect(&bytes, &unrotated).unwrap();
     assert_eq!(inspected.memory_bytes(), plain.memory_bytes() + 3 * 2 * 3);
 }
+
+/// Big-endian TIFF with one IFD entry: Orientation (0x0112), SHORT, 1 value.
+fn exif_orientation(value: u8) -> Vec<u8> {
+    vec![
+        b'M', b'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, value, 0, 0, 0, 0, 0,
+        0,
+    ]
+}
+
+/// A 3x2 RGB PNG with `exif` in an eXIf chunk after the image data (as libpng's `pngtest.png` keeps
+/// it), its CRC spoilt when `bad_crc`.
+fn png_with_exif_after_the_image_data(exif: &[u8], bad_crc: bool) -> Vec<u8> {
+    let data = noise(3 * 2 * 3);
+    let mut rows = Vec::new();
+    for row in data.chunks(3 * 3) {
+        rows.push(0);
+        rows.extend_from_slice(row);
+    }
+    let mut bytes = raw_png((3, 2), 8, 2, false, &[], &rows);
+    let iend = bytes.split_off(bytes.len() - 12);
+    chunk(&mut bytes, b"eXIf", exif);
+    if bad_crc {
+        *bytes.last_mut().unwrap() ^= 1;
+    }
+    bytes.extend_from_slice(&iend);
+    bytes
+}
+
+/// Issue 9, finding 2: libpng's `pngtest.png` (orientation 5 after IDAT) came out unrotated.
+#[test]
+fn an_exif_chunk_after_the_image_data_orients_the_png_too() {
+    let before = raw_png(
+        (3, 2),
+        8,
+        2,
+        false,
+        &[(b"eXIf", &exif_orientation(5))],
+        &[0; 2 * 10],
+    );
+    let after = png_with_exif_after_the_image_data(&exif_orientation(5), false);
+    for bytes in [&before, &after] {
+        let decoded = ok(bytes);
+        assert_eq!(decoded.orientation, 5);
+        assert_eq!(decoded.rgb.dimensions(), (2, 3));
+        let mut expected = image::DynamicImage::ImageRgb8(as_the_image_crate_decodes(bytes));
+        expected.apply_orientation(image::metadata::Orientation::Rotate90FlipH);
+        assert_eq!(decoded.rgb, expected.into_rgb8());
+        // The transposed copy is counted from the header, before any row is decoded.
+        let inspected = inspect(bytes, &Limits::default()).unwrap();
+        let unrotated = Limits {
+            apply_orientation: false,
+            ..Limits::default()
+        };
+        let plain = inspect(bytes, &unrotated).unwrap();
+        assert_eq!(inspected.memory_bytes(), plain.memory_bytes() + 3 * 2 * 3);
+    }
+}
+
+#[test]
+fn an_exif_chunk_after_the_image_data_with_a_bad_crc_is_ignored() {
+    let decoded = ok(&png_with_exif_after_the_image_data(
+        &exif_orientation(5),
+        true,
+    ));
+    assert_eq!(decoded.orientation, 1);
+    assert_eq!(decoded.rgb.dimensions(), (3, 2));
+}
