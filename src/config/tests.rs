@@ -615,3 +615,18 @@ fn text_that_is_not_a_config_never_panics() {
     let err = error("broker = 5", &[("MQIMG__BROKER__URL", "x")]);
     assert!(err.contains("is not a table in the file"), "{err}");
 }
+
+#[test]
+fn an_integer_over_what_toml_holds_is_refused_with_its_key() {
+    // Found by fuzzing: accepted, then printed by check-config as TOML nothing could load back.
+    let msg = error("", &[("MQIMG__DECODE__MAX_PIXELS", "18446744073709551615")]);
+    assert!(msg.contains("decode.max_pixels"), "{msg}");
+    // Set in code (tests, embedders), the same value is caught by validation.
+    let mut settings = Settings::default();
+    settings.decode.max_pixels = u64::MAX;
+    let msg = settings.validate().unwrap_err().to_string();
+    assert!(
+        msg.contains("decode.max_pixels") && msg.contains("9223372036854775807"),
+        "{msg}"
+    );
+}

@@ -73,7 +73,10 @@ impl Settings {
                 };
                 return Err(ConfigError::invalid(
                     &key,
-                    format!("{n} is over the largest value a config can hold ({})", i64::MAX),
+                    format!(
+                        "{n} is over the largest value a config can hold ({})",
+                        i64::MAX
+                    ),
                 ));
             }
         }

@@ -467,3 +467,17 @@ fn an_exif_chunk_after_the_image_data_with_a_bad_crc_is_ignored() {
     assert_eq!(decoded.orientation, 1);
     assert_eq!(decoded.rgb.dimensions(), (3, 2));
 }
+
+#[test]
+fn a_palette_that_is_not_whole_rgb_entries_is_refused_before_the_png_crate_reads_it() {
+    // Found by fuzzing: png 0.18.1 panics on a 4-byte PLTE (fixtures/fuzz-regressions/).
+    let bytes = include_bytes!(
+        "../../../../fixtures/fuzz-regressions/decode-png-plte-not-multiple-of-3.png"
+    );
+    let err = crate::frame::decode::decode(bytes, &Limits::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("palette (PLTE) is 4 bytes"),
+        "{err}"
+    );
+    assert!(!err.is_limit());
+}
