@@ -2,7 +2,8 @@
 //!
 //! Shared by `mqimg decode` and the daemon's decode workers, so both produce the same records. Storing the
 //! frame is the daemon's job (`daemon::sink`); nothing under `frame` touches files, sockets or
-//! configuration.
+//! configuration. Frames that cameras split over many messages are put back together first by
+//! [`chunks::Assembler`].
 
 pub mod chunks;
 pub mod decode;
@@ -108,6 +109,7 @@ pub fn process<'a>(
         path: None,
         meta: payload.meta,
         warnings: decoded.warnings.clone(),
+        chunks: None,
     };
     Ok(Processed {
         record,

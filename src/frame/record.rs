@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::frame::chunks::ChunkInfo;
 use crate::frame::decode::Format;
 use crate::frame::payload::Detected;
 
@@ -26,15 +27,18 @@ pub enum Stage {
     Store,
     /// The frame was dropped because the decode queue was full (QoS 0 only).
     Queue,
+    /// A frame sent in many messages could not be put together (a part missing, limits, sizes).
+    Assembly,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::Payload,
         Stage::Limits,
         Stage::Decode,
         Stage::Store,
         Stage::Queue,
+        Stage::Assembly,
     ];
 
     /// The stage's name as it appears in records and logs.
@@ -45,6 +49,7 @@ impl Stage {
             Stage::Decode => "decode",
             Stage::Store => "store",
             Stage::Queue => "queue",
+            Stage::Assembly => "assembly",
         }
     }
 }
@@ -102,6 +107,9 @@ pub struct Success {
     pub meta: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// How a frame sent in many messages was assembled (absent for frames in one message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<ChunkInfo>,
 }
 
 /// A frame that did not decode or could not be stored.
@@ -178,6 +186,37 @@ mod tests {
         assert_eq!(value["topic"], "cam/1");
         assert_eq!(value["error"], "empty payload");
         assert_eq!(value["schema"], 1);
+    }
+
+    #[test]
+    fn a_chunked_frames_record_says_how_it_was_assembled() {
+        let options = crate::frame::Options::default();
+        let photo = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/frames/photo-640x480.jpg"
+        ))
+        .unwrap();
+        let mut record = crate::frame::process(&photo, Some("cam"), SystemTime::now(), &options)
+            .unwrap()
+            .record;
+        let plain: serde_json::Value = serde_json::to_value(&record).unwrap();
+        assert!(plain.get("chunks").is_none());
+        record.chunks = Some(ChunkInfo {
+            mode: crate::frame::chunks::Mode::TopicIndex,
+            parts: 26,
+            bytes: photo.len(),
+            assembly_ms: 12.5,
+            id: Some("17".into()),
+        });
+        let value: serde_json::Value = serde_json::to_value(&record).unwrap();
+        assert_eq!(
+            value["chunks"],
+            serde_json::json!({
+                "mode": "topic-index", "parts": 26, "bytes": photo.len(), "assembly_ms": 12.5, "id": "17"
+            })
+        );
+        let failure = Failure::new(Some("cam"), SystemTime::now(), 0, Stage::Assembly, "x");
+        assert_eq!(serde_json::to_value(&failure).unwrap()["stage"], "assembly");
     }
 
     #[test]
