@@ -22,12 +22,14 @@ pub fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
     let options = settings
         .decode
         .options(args.encoding, args.json_field.clone());
-    let (record, status) = match frame::process(&payload, None, SystemTime::now(), &options) {
+    // One frame: the budget only refuses an image that alone needs more than all of it.
+    let budget = settings.decode.memory_budget();
+    let processed = frame::process(&payload, None, SystemTime::now(), &options, &budget);
+    let (record, status) = match processed {
         Ok(mut processed) => {
             if let Some(out) = &args.out {
                 let format = encode::format_for_path(out, processed.decoded.format)?;
-                let bytes = encode::encode(&processed, format)?;
-                sink::write_atomic(out, &bytes)?;
+                sink::write_atomic_with(out, |file| encode::write(&processed, format, file))?;
                 processed.record.path = Some(out.display().to_string());
             }
             (

@@ -11,6 +11,7 @@
 //! `mqimg print-default-config` prints.
 
 mod load;
+mod storage;
 mod types;
 mod validate;
 
@@ -30,6 +31,7 @@ use crate::frame::chunks::{Fields, Limits as ChunkLimits, Mode, Source};
 use crate::frame::decode::Limits;
 pub use crate::frame::encode::OutputFormat;
 use crate::frame::payload::Encoding;
+pub use storage::{Retention, SyncMode, TopicRetention};
 pub use types::{
     BrokerAddr, BrokerAddrError, LogFilter, LogFilterError, LogFormat, Qos, QosError, Scheme,
     Secret,
@@ -102,25 +104,55 @@ pub struct Settings {
     pub broker: Broker,
     pub subscriptions: Vec<Subscription>,
     pub output: Output,
+    pub retention: Retention,
     pub decode: Decode,
     pub pipeline: Pipeline,
     pub chunks: Chunks,
     pub log: Log,
-    pub metrics: MetricsEndpoint,
+    pub http: Http,
+    /// Old key names the config used (read as their new names), for the startup log: `metrics.listen`.
+    #[serde(skip)]
+    pub deprecated: Vec<Deprecated>,
 }
 
+/// A key read under its old name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deprecated {
+    pub old: &'static str,
+    pub new: &'static str,
+}
+
+/// The one HTTP listener: metrics, health and the live view.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct MetricsEndpoint {
-    /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`); `None` (empty in TOML) = off.
+pub struct Http {
+    /// Address to listen on; `None` (empty in TOML) = no HTTP at all.
     #[serde(with = "types::listen_addr")]
     pub listen: Option<SocketAddr>,
+    /// Required by every route except `/healthz` (bearer header or `?token=`); `None` = open.
+    pub token: Option<Secret>,
+    /// Topics whose latest frame, counters and recent records are kept.
+    pub max_topics: usize,
+    /// Bytes of latest frames kept, all topics together.
+    pub max_latest_bytes: usize,
+    /// `/stream/` clients at once; more are answered 503.
+    pub max_streams: usize,
+    /// Base URL consumers reach this listener at; success records then carry `url`.
+    pub public_url: Option<String>,
+    /// Let the live view show records' `path` (the stored file).
+    pub show_paths: bool,
 }
 
-impl Default for MetricsEndpoint {
+impl Default for Http {
     fn default() -> Self {
         Self {
             listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9464))),
+            token: None,
+            max_topics: 64,
+            max_latest_bytes: 64 << 20,
+            max_streams: 32,
+            public_url: None,
+            show_paths: false,
         }
     }
 }
@@ -243,6 +275,11 @@ pub struct Output {
     pub retain: bool,
     /// Largest record published; larger ones (huge envelopes' `meta`) are trimmed.
     pub max_record_bytes: usize,
+    /// What a frame file must reach before the frame is acked.
+    #[serde(deserialize_with = "types::choice")]
+    pub sync: SyncMode,
+    /// Keep `{dir}/{topic levels}/latest.{ext}` holding each topic's newest frame.
+    pub latest: bool,
 }
 
 impl Default for Output {
@@ -255,6 +292,8 @@ impl Default for Output {
             qos: Qos::AtLeastOnce,
             retain: false,
             max_record_bytes: 256 << 10,
+            sync: SyncMode::default(),
+            latest: false,
         }
     }
 }
@@ -271,7 +310,13 @@ pub struct Decode {
     pub verify_entropy: bool,
     /// Decode threads; 0 = one per core.
     pub workers: usize,
+    /// Memory all decodes at once may use, by their header estimates (`frame::budget`).
+    pub max_memory_bytes: u64,
 }
+
+/// The default `decode.max_memory_bytes`: the largest image the default limits accept (40 Mpx) decodes
+/// alone even in its costliest form, a progressive CMYK JPEG (433 MiB estimated).
+pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 512 << 20;
 
 impl Default for Decode {
     fn default() -> Self {
@@ -284,6 +329,7 @@ impl Default for Decode {
             apply_orientation: limits.apply_orientation,
             verify_entropy: limits.verify_entropy,
             workers: 0,
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
         }
     }
 }
@@ -307,6 +353,11 @@ impl Decode {
             max_payload_bytes: self.max_payload_bytes,
             limits: self.limits(),
         }
+    }
+
+    /// The budget every decode takes its estimated memory from: one per daemon, shared by its workers.
+    pub fn memory_budget(&self) -> crate::frame::budget::MemoryBudget {
+        crate::frame::budget::MemoryBudget::new(self.max_memory_bytes)
     }
 
     /// The number of decode workers: `workers`, or one per core when 0.

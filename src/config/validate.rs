@@ -18,12 +18,15 @@ impl Settings {
         self.validate_subscriptions()?;
         self.validate_output()?;
         self.validate_chunks()?;
+        self.retention.validate()?;
+        self.validate_http()?;
         let d = &self.decode;
         for (key, value) in [
             ("decode.max_payload_bytes", d.max_payload_bytes as u64),
             ("decode.max_width", u64::from(d.max_width)),
             ("decode.max_height", u64::from(d.max_height)),
             ("decode.max_pixels", d.max_pixels),
+            ("decode.max_memory_bytes", d.max_memory_bytes),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
@@ -244,6 +247,60 @@ impl Settings {
                 "output.max_record_bytes",
                 format!("{} is below 1024", o.max_record_bytes),
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_http(&self) -> Result<(), ConfigError> {
+        let h = &self.http;
+        for (key, value) in [
+            ("http.max_topics", h.max_topics),
+            ("http.max_streams", h.max_streams),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        if h.max_latest_bytes < 1 << 20 {
+            return Err(ConfigError::invalid(
+                "http.max_latest_bytes",
+                format!(
+                    "{} is below 1048576 (1 MiB): too little to keep a camera frame",
+                    h.max_latest_bytes
+                ),
+            ));
+        }
+        if let Some(token) = &h.token {
+            // Empty would most likely be an unset secret in a container, silently opening the view.
+            if token.expose().is_empty() {
+                return Err(ConfigError::invalid(
+                    "http.token",
+                    "is empty: leave it unset for no token",
+                ));
+            }
+            if !token.expose().bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigError::invalid(
+                    "http.token",
+                    "must be printable ASCII without spaces (it is sent in a header and in URLs)",
+                ));
+            }
+        }
+        if let Some(url) = &h.public_url {
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok || url.contains(['?', '#']) || url.chars().any(char::is_whitespace) {
+                return Err(ConfigError::invalid(
+                    "http.public_url",
+                    format!(
+                        "{url:?} is not a base URL like http://host:9464 (http or https, no query or fragment)"
+                    ),
+                ));
+            }
+            if h.listen.is_none() {
+                return Err(ConfigError::invalid(
+                    "http.public_url",
+                    "is set but http.listen is off: records would carry URLs nothing serves",
+                ));
+            }
         }
         Ok(())
     }

@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::frame::chunks::ChunkInfo;
 use crate::frame::decode::Format;
 use crate::frame::payload::Detected;
 
@@ -27,18 +26,18 @@ pub enum Stage {
     Store,
     /// The frame was dropped because the decode queue was full (QoS 0 only).
     Queue,
-    /// A frame sent in many messages could not be put together (a part missing, limits, sizes).
+    /// Its parts could not be assembled into a frame (missing, too many, too big, inconsistent).
     Assembly,
 }
 
 impl Stage {
     pub const ALL: [Stage; 6] = [
+        Stage::Assembly,
         Stage::Payload,
         Stage::Limits,
         Stage::Decode,
         Stage::Store,
         Stage::Queue,
-        Stage::Assembly,
     ];
 
     /// The stage's name as it appears in records and logs.
@@ -103,13 +102,16 @@ pub struct Success {
     pub sha256: String,
     pub decode_ms: f64,
     pub path: Option<String>,
+    /// Where the image can be fetched over HTTP (`http.public_url`); absent when not configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    /// How the frame was assembled, when it arrived in parts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<crate::frame::chunks::ChunkInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
-    /// How a frame sent in many messages was assembled (absent for frames in one message).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub chunks: Option<ChunkInfo>,
 }
 
 /// A frame that did not decode or could not be stored.
@@ -191,17 +193,19 @@ mod tests {
     #[test]
     fn a_chunked_frames_record_says_how_it_was_assembled() {
         let options = crate::frame::Options::default();
+        let budget = crate::frame::budget::MemoryBudget::new(1 << 30);
         let photo = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/fixtures/frames/photo-640x480.jpg"
         ))
         .unwrap();
-        let mut record = crate::frame::process(&photo, Some("cam"), SystemTime::now(), &options)
-            .unwrap()
-            .record;
+        let mut record =
+            crate::frame::process(&photo, Some("cam"), SystemTime::now(), &options, &budget)
+                .unwrap()
+                .record;
         let plain: serde_json::Value = serde_json::to_value(&record).unwrap();
         assert!(plain.get("chunks").is_none());
-        record.chunks = Some(ChunkInfo {
+        record.chunks = Some(crate::frame::chunks::ChunkInfo {
             mode: crate::frame::chunks::Mode::TopicIndex,
             parts: 26,
             bytes: photo.len(),

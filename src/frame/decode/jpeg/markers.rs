@@ -9,6 +9,9 @@ use crate::frame::decode::{DecodeError, Limits, Warnings};
 
 /// What the walk learnt about a JPEG that reached its end-of-image marker.
 pub(super) struct Header<'a> {
+    pub frame: Frame,
+    /// How many components the first scan holds (all of them in an interleaved sequential JPEG).
+    pub first_scan_components: usize,
     /// The TIFF structure of the first `Exif` APP1 segment (after `Exif\0\0`).
     pub exif: Option<&'a [u8]>,
     pub warnings: Vec<String>,
@@ -21,8 +24,9 @@ const DHT: u8 = 0xc4;
 const DRI: u8 = 0xdd;
 const APP1: u8 = 0xe1;
 
-/// The frame header (SOFn) facts the walk uses.
-pub(super) struct Frame {
+/// The frame header (SOFn) facts the walk and the memory estimate use.
+#[derive(Debug)]
+pub(in crate::frame::decode) struct Frame {
     pub width: u16,
     pub height: u16,
     /// (component id, horizontal sampling, vertical sampling)
@@ -30,6 +34,8 @@ pub(super) struct Frame {
     /// Baseline or extended sequential with Huffman coding (SOF0, SOF1): the scans
     /// [`entropy::check_scan`] verifies.
     pub huffman_sequential: bool,
+    /// Progressive (SOF2): the decoder keeps every coefficient until the last scan.
+    pub progressive: bool,
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -63,6 +69,7 @@ pub(super) fn walk_with<'a>(
     // Only the first scan found corrupt gets a warning.
     let mut verify = verify;
     let mut scans = 0;
+    let mut first_scan_components = 0;
     let mut pos = 2;
     // Just past the last complete segment or scan.
     let mut complete = 2;
@@ -96,7 +103,15 @@ pub(super) fn walk_with<'a>(
                 });
             }
             EOI => {
+                let Some(frame) = frame else {
+                    return Err(DecodeError::Malformed {
+                        offset: at,
+                        detail: "end-of-image marker before the frame header".to_owned(),
+                    });
+                };
                 return Ok(Header {
+                    frame,
+                    first_scan_components,
                     exif,
                     warnings: warnings.finish(),
                 });
@@ -191,6 +206,9 @@ pub(super) fn walk_with<'a>(
                     }
                 }
                 scans += 1;
+                if scans == 1 {
+                    first_scan_components = payload.first().map_or(0, |&n| usize::from(n));
+                }
                 if verify
                     && frame.huffman_sequential
                     && let Some(grid) = grid
@@ -371,6 +389,7 @@ fn frame_header(
         height,
         components,
         huffman_sequential: matches!(marker, 0xc0 | 0xc1),
+        progressive: marker == 0xc2,
     })
 }
 
