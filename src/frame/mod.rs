@@ -2,7 +2,8 @@
 //!
 //! Shared by `mqimg decode` and the daemon's decode workers, so both produce the same records. Storing the
 //! frame is the daemon's job (`daemon::sink`); nothing under `frame` touches files, sockets or
-//! configuration.
+//! configuration. Frames that cameras split over many messages are put back together first by
+//! [`chunks::Assembler`].
 
 pub mod budget;
 pub mod chunks;

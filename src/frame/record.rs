@@ -191,6 +191,39 @@ mod tests {
     }
 
     #[test]
+    fn a_chunked_frames_record_says_how_it_was_assembled() {
+        let options = crate::frame::Options::default();
+        let budget = crate::frame::budget::MemoryBudget::new(1 << 30);
+        let photo = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/frames/photo-640x480.jpg"
+        ))
+        .unwrap();
+        let mut record =
+            crate::frame::process(&photo, Some("cam"), SystemTime::now(), &options, &budget)
+                .unwrap()
+                .record;
+        let plain: serde_json::Value = serde_json::to_value(&record).unwrap();
+        assert!(plain.get("chunks").is_none());
+        record.chunks = Some(crate::frame::chunks::ChunkInfo {
+            mode: crate::frame::chunks::Mode::TopicIndex,
+            parts: 26,
+            bytes: photo.len(),
+            assembly_ms: 12.5,
+            id: Some("17".into()),
+        });
+        let value: serde_json::Value = serde_json::to_value(&record).unwrap();
+        assert_eq!(
+            value["chunks"],
+            serde_json::json!({
+                "mode": "topic-index", "parts": 26, "bytes": photo.len(), "assembly_ms": 12.5, "id": "17"
+            })
+        );
+        let failure = Failure::new(Some("cam"), SystemTime::now(), 0, Stage::Assembly, "x");
+        assert_eq!(serde_json::to_value(&failure).unwrap()["stage"], "assembly");
+    }
+
+    #[test]
     fn the_storage_date_matches_the_timestamp_date() {
         use std::time::Duration;
         for secs in [0, 951_782_400, 1_795_694_400, 1_798_761_599, 4_102_444_800] {

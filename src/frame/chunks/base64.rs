@@ -76,9 +76,72 @@ pub(super) struct Base64Stream {
     pending: Vec<u8>,
 }
 
+/// What [`Base64Stream::feed`]'s first pass notes of a byte, as bits looked up in [`FLAGS`]: one load and
+/// one `or` per byte, no branch.
+const STANDARD_CHAR: u8 = 1;
+const URL_SAFE_CHAR: u8 = 2;
+const SPACE_CHAR: u8 = 4;
+const INVALID_CHAR: u8 = 8;
+const PAD_CHAR: u8 = 16;
+
+const FLAGS: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match CLASSES[b] {
+            Class::Common if b == b'=' as usize => PAD_CHAR,
+            Class::Common => 0,
+            Class::Standard => STANDARD_CHAR,
+            Class::UrlSafe => URL_SAFE_CHAR,
+            Class::Space => SPACE_CHAR,
+            Class::Invalid => INVALID_CHAR,
+        };
+        b += 1;
+    }
+    table
+};
+
 impl Base64Stream {
     /// Decodes `text` onto `out`, but for an unfinished last group.
     pub(super) fn feed(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        let flags = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .fold(0, |seen, &b| seen | FLAGS[usize::from(b)])
+        };
+        // Padding, when there is any, normally ends the piece: looked for in its last group only.
+        let last = text.len().saturating_sub(4);
+        let (body, tail) = (flags(&text[..last]), flags(&text[last..]));
+        let seen = body | tail;
+        let url_safe = match (seen & STANDARD_CHAR != 0, seen & URL_SAFE_CHAR != 0) {
+            (true, false) => Some(false),
+            (false, true) => Some(true),
+            _ => None,
+        };
+        let clean = seen & (SPACE_CHAR | INVALID_CHAR) == 0
+            && (url_safe.is_none() || self.url_safe.is_none() || url_safe == self.url_safe)
+            && (seen & (STANDARD_CHAR | URL_SAFE_CHAR)) != (STANDARD_CHAR | URL_SAFE_CHAR);
+        if clean {
+            // The common case, checked in one pass: no copy unless a group waits from the last piece.
+            self.url_safe = self.url_safe.or(url_safe);
+            if self.pending.is_empty() {
+                let pad = (body & PAD_CHAR == 0).then(|| {
+                    text[last..]
+                        .iter()
+                        .position(|&b| b == b'=')
+                        .map(|at| last + at)
+                });
+                return self.decode(text, out, pad);
+            }
+            let mut joined = std::mem::take(&mut self.pending);
+            joined.extend_from_slice(text);
+            return self.decode(&joined, out, None);
+        }
+        self.feed_checked(text, out)
+    }
+
+    /// [`Base64Stream::feed`] character by character: whitespace dropped, errors located.
+    fn feed_checked(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         let mut clean = std::mem::take(&mut self.pending);
         clean.reserve(text.len());
         let mut run = 0;
@@ -110,7 +173,7 @@ impl Base64Stream {
             }
         }
         clean.extend_from_slice(&text[run..]);
-        self.decode(&clean, out)
+        self.decode(&clean, out, None)
     }
 
     /// Decodes the unfinished last group, if any: the text is over.
@@ -134,33 +197,38 @@ impl Base64Stream {
         out
     }
 
-    fn decode(&mut self, mut clean: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        while let Some(pad) = clean.iter().position(|&b| b == b'=') {
-            let end = (pad / 4 + 1) * 4;
-            if end > clean.len() {
-                break;
-            }
-            if clean[pad..end].iter().any(|&b| b != b'=') {
+    /// Decodes `clean` (no whitespace), keeping an unfinished last group for the next piece.
+    /// `first_pad` is where its first `=` is, when the caller knows (`Some(None)`: nowhere).
+    fn decode(
+        &mut self,
+        mut clean: &[u8],
+        out: &mut Vec<u8>,
+        mut first_pad: Option<Option<usize>>,
+    ) -> Result<(), String> {
+        loop {
+            let pad = first_pad
+                .take()
+                .unwrap_or_else(|| clean.iter().position(|&b| b == b'='));
+            // The groups before the first padded one, and the group itself once it is whole.
+            let (whole, end) = match pad {
+                None => (clean.len() / 4 * 4, None),
+                Some(pad) if (pad / 4 + 1) * 4 > clean.len() => (pad / 4 * 4, None),
+                Some(pad) => ((pad / 4 + 1) * 4, Some(pad)),
+            };
+            let Some(pad) = end else {
+                self.run(&clean[..whole], out)?;
+                self.pending = clean[whole..].to_vec();
+                return Ok(());
+            };
+            if clean[pad..whole].iter().any(|&b| b != b'=') {
                 return Err(format!(
                     "invalid base64: padding '=' inside a group ({:?})",
-                    String::from_utf8_lossy(&clean[end - 4..end])
+                    String::from_utf8_lossy(&clean[whole - 4..whole])
                 ));
             }
-            self.run(&clean[..end], out)?;
-            clean = &clean[end..];
+            self.run(&clean[..whole], out)?;
+            clean = &clean[whole..];
         }
-        let whole = if clean.contains(&b'=') {
-            // A padded group split across pieces: keep it whole for the next.
-            clean
-                .iter()
-                .position(|&b| b == b'=')
-                .map_or(0, |pad| pad / 4 * 4)
-        } else {
-            clean.len() / 4 * 4
-        };
-        self.run(&clean[..whole], out)?;
-        self.pending = clean[whole..].to_vec();
-        Ok(())
     }
 
     fn run(&self, text: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
@@ -219,6 +287,8 @@ mod tests {
         assert_eq!(stream(&pieces).unwrap(), bytes);
         // Padding split across pieces, and line breaks.
         assert_eq!(stream(&[b"QQ", b"=", b"=\nQg", b"=="]).unwrap(), b"AB");
+        // Two padded runs in one piece, and a piece ending inside a padded group.
+        assert_eq!(stream(&[b"QQ==Qg==QUJD", b"QQ="]).unwrap(), b"ABABCA");
     }
 
     #[test]

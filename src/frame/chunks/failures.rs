@@ -284,6 +284,9 @@ fn part_numbers_out_of_range_and_bad_totals_fail() {
             &[0, 1][..]
         )]
     );
+    // The frame's other parts are late parts of the failed frame.
+    assert_eq!(discarded(&run.send("cam", part(2, 3).as_bytes())), [2]);
+    assert_eq!(discarded(&run.send("cam", part(3, 3).as_bytes())), [3]);
     assert!(
         failed(&run.send("cam", part(1, 0).as_bytes()))[0]
             .1

@@ -116,9 +116,11 @@ impl Assembler {
             Ok(index) => index,
             Err(problem) => {
                 let rest = if in_order {
+                    // The frame's parts after those held are its late ones, whatever this one says.
+                    let held = frame.numbered().and_then(|parts| parts.numbers().last());
                     Rest::After {
                         total: message.total,
-                        highest: message.number,
+                        highest: held.unwrap_or(message.number),
                     }
                 } else {
                     let held = frame.numbered().into_iter().flat_map(Parts::numbers);

@@ -197,6 +197,21 @@ fn a_photo_in_sixty_parts_round_trips_byte_identical_in_every_mode() {
 }
 
 #[test]
+fn an_assembled_frame_decodes_to_the_pixels_of_the_unsplit_one() {
+    let photo = photo();
+    let options = crate::frame::Options::default();
+    let budget = crate::frame::budget::MemoryBudget::new(1 << 30);
+    let at = std::time::SystemTime::now();
+    let whole = crate::frame::process(&photo, Some("cam"), at, &options, &budget).unwrap();
+    let mut run = Run::new(Mode::JsonParts);
+    let events = run.send_all(&sixty(Mode::JsonParts, "cam", None, &photo, Pieces::Raw));
+    let (topic, bytes, _) = complete(&events)[0];
+    let assembled = crate::frame::process(bytes, Some(topic), at, &options, &budget).unwrap();
+    assert_eq!(assembled.record.sha256, whole.record.sha256);
+    assert!(assembled.decoded.rgb == whole.decoded.rgb, "pixels differ");
+}
+
+#[test]
 fn the_record_gets_the_frame_id_and_the_header_or_start_as_meta() {
     let photo = photo();
     let mut run = Run::new(Mode::HeaderBlocks);
