@@ -630,3 +630,12 @@ fn an_integer_over_what_toml_holds_is_refused_with_its_key() {
         "{msg}"
     );
 }
+
+#[test]
+fn sizes_made_up_front_are_capped() {
+    // Found reading the fuzz harness: a huge queue or thread count would crash at startup.
+    let msg = error("[pipeline]\nqueue_frames = 9223372036854775807\n", &[]);
+    assert!(msg.contains("pipeline.queue_frames"), "{msg}");
+    let msg = error("[decode]\nworkers = 100000\n", &[]);
+    assert!(msg.contains("decode.workers"), "{msg}");
+}

@@ -10,6 +10,10 @@ use crate::frame::topic;
 const MQTT_MAX_PACKET: usize = 268_435_455;
 /// Room above `decode.max_payload_bytes` for the topic and headers of the packet carrying it.
 const PACKET_OVERHEAD: usize = 64 * 1024;
+/// Most frames `pipeline.queue_frames` may hold: far beyond any use, far below an allocation failure.
+const MAX_QUEUE_FRAMES: usize = 100_000;
+/// Most decode threads `decode.workers` may start.
+const MAX_WORKERS: usize = 1024;
 
 impl Settings {
     /// Checks what the types cannot: ranges, and values that only make sense together.
@@ -42,10 +46,24 @@ impl Settings {
                 ),
             ));
         }
-        if self.pipeline.queue_frames == 0 {
+        // Both size things made up front (a channel's slots, one thread each): a typo must not
+        // become a crash at startup.
+        if !(1..=MAX_QUEUE_FRAMES).contains(&self.pipeline.queue_frames) {
             return Err(ConfigError::invalid(
                 "pipeline.queue_frames",
-                "must be at least 1",
+                format!(
+                    "{} is outside 1..={MAX_QUEUE_FRAMES}",
+                    self.pipeline.queue_frames
+                ),
+            ));
+        }
+        if self.decode.workers > MAX_WORKERS {
+            return Err(ConfigError::invalid(
+                "decode.workers",
+                format!(
+                    "{} is over {MAX_WORKERS} (0 = one per core)",
+                    self.decode.workers
+                ),
             ));
         }
         Ok(())
