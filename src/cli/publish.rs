@@ -3,7 +3,8 @@
 //! Files are read and wrapped once up front (off the reactor); the publishing loop only hands ready payloads
 //! to the MQTT client, paced by `--rate` when given. A spawned task owns the rumqttc `EventLoop`; for QoS 1
 //! and 2 the run ends only once the broker has acknowledged every message. Also home of the wrapping
-//! itself ([`wrap`]). `--broker` is parsed as the daemon's `broker.url` is ([`BrokerAddr`]).
+//! itself ([`wrap`]). The broker flags fill the daemon's `[broker]` settings and go through the
+//! daemon's client setup ([`BrokerArgs`]), TLS and credentials included.
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,14 +12,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, anyhow, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Outgoing, Publish, QoS,
-};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, Publish, QoS};
 use tokio::sync::{oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::cli::PublishArgs;
-use crate::config::BrokerAddr;
+use crate::cli::broker::{name_of, setup_error};
+use crate::config::Tls;
+use crate::daemon::mqtt;
 use crate::frame::decode::Format;
 use crate::frame::payload::Detected;
 
@@ -39,7 +40,7 @@ const PUBLISH_HEADER_BYTES: usize = 16;
 
 /// Publishes every file `args.count` times, in turn (file 1, file 2, …, file 1, file 2, …).
 pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
-    let broker: BrokerAddr = args.broker.parse()?;
+    let broker = args.broker.settings()?;
     let qos = qos(args.qos)?;
     validate_topic(&args.topic)?;
     let period = match args.rate {
@@ -82,7 +83,7 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
         .client_id
         .clone()
         .unwrap_or_else(|| format!("mqimg-publish-{}", std::process::id()));
-    let mut options = MqttOptions::new(client_id, broker.host(), broker.port());
+    let mut options = mqtt::client_options(&broker, client_id).map_err(setup_error)?;
     options
         .set_keep_alive(KEEP_ALIVE)
         .set_clean_session(true)
@@ -104,11 +105,12 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
         .run(),
     );
 
-    let url = &args.broker;
+    let url = &broker.url;
+    let tls = &broker.tls;
     match tokio::time::timeout(CONNECT_TIMEOUT, connected_rx).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) => {
-            let error = driver_error(&mut driver).await;
+            let error = driver_error(&mut driver, tls).await;
             return Err(error.context(format!("cannot connect to broker at {url}")));
         }
         Err(_) => {
@@ -148,7 +150,7 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
         };
         if sent.is_err() {
             // The request channel closes only when the driver has stopped: its error says why.
-            let error = driver_error(&mut driver).await;
+            let error = driver_error(&mut driver, tls).await;
             return Err(error.context(format!(
                 "connection to broker at {url} lost after {seq} of {total} messages"
             )));
@@ -157,14 +159,14 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
 
     if qos != QoS::AtMostOnce && acked_rx.wait_for(|&acked| acked >= total).await.is_err() {
         let acked = *acked_rx.borrow();
-        let error = driver_error(&mut driver).await;
+        let error = driver_error(&mut driver, tls).await;
         return Err(error.context(format!(
             "connection to broker at {url} lost with {acked} of {total} messages acknowledged"
         )));
     }
     // Requests are handled in order: for QoS 0 every publish is written before this.
     if client.disconnect().await.is_err() {
-        let error = driver_error(&mut driver).await;
+        let error = driver_error(&mut driver, tls).await;
         return Err(error.context(format!(
             "connection to broker at {url} lost while disconnecting"
         )));
@@ -172,7 +174,7 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
     match driver.await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
-            return Err(connection_error(error).context(format!(
+            return Err(connection_error(error, tls).context(format!(
                 "connection to broker at {url} lost while disconnecting"
             )));
         }
@@ -289,18 +291,22 @@ impl Driver {
 /// The driver's error once it has stopped (it stops only on an error or after disconnecting).
 async fn driver_error(
     driver: &mut tokio::task::JoinHandle<Result<(), ConnectionError>>,
+    tls: &Tls,
 ) -> anyhow::Error {
     match driver.await {
-        Ok(Err(error)) => connection_error(error),
+        Ok(Err(error)) => connection_error(error, tls),
         Ok(Ok(())) => anyhow!("the MQTT event loop stopped unexpectedly"),
         Err(join) => anyhow!(join).context("MQTT event loop task failed"),
     }
 }
 
 /// rumqttc's errors repeat their source in their own message: keep the message only, so the chain
-/// printed with `{:#}` says it once.
-fn connection_error(error: ConnectionError) -> anyhow::Error {
-    anyhow!("{error}")
+/// printed with `{:#}` says it once. TLS failures are said as the daemon says them.
+fn connection_error(error: ConnectionError, tls: &Tls) -> anyhow::Error {
+    match mqtt::explain_tls(&error, tls, &|key| name_of(key)) {
+        Some(why) => anyhow!("TLS failed: {why}"),
+        None => anyhow!("{error}"),
+    }
 }
 
 fn qos(level: u8) -> anyhow::Result<QoS> {
@@ -359,6 +365,7 @@ fn unix_millis() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::BrokerArgs;
 
     #[test]
     fn wrap_raw_is_the_bytes_themselves() {
@@ -401,7 +408,7 @@ mod tests {
     async fn bad_arguments_fail_before_connecting() {
         let args = |rate: Option<f64>, count: u64| PublishArgs {
             // Nothing is ever connected to: every case fails validation first.
-            broker: String::from("mqtt://127.0.0.1:9"),
+            broker: BrokerArgs::url("mqtt://127.0.0.1:9"),
             topic: String::from("cams/door"),
             encoding: Detected::Base64,
             qos: 1,
@@ -439,7 +446,7 @@ mod tests {
     #[tokio::test]
     async fn the_broker_url_is_parsed_as_the_daemon_parses_it() {
         let args = PublishArgs {
-            broker: String::from("mqtts://127.0.0.1:8883"),
+            broker: BrokerArgs::url("ws://127.0.0.1:8883"),
             topic: String::from("cams/door"),
             encoding: Detected::Base64,
             qos: 1,
@@ -449,7 +456,7 @@ mod tests {
             files: vec![std::path::PathBuf::from("/nonexistent/frame.jpg")],
         };
         let error = format!("{:#}", run(&args).await.expect_err("an unsupported scheme"));
-        assert!(error.contains("unsupported scheme `mqtts`"), "{error}");
+        assert!(error.contains("unsupported scheme `ws`"), "{error}");
     }
 
     #[test]

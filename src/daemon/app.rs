@@ -36,7 +36,8 @@ pub struct App {
 }
 
 impl App {
-    /// Validates what can be checked before connecting: the output folder, the broker address.
+    /// Validates what can be checked before connecting: the output folder, the broker address, the
+    /// password and TLS files.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
         if let Some(dir) = &settings.output.dir {
@@ -61,7 +62,7 @@ impl App {
                 })
             })
             .transpose()?;
-        let (client, eventloop) = mqtt::connect(&settings);
+        let (client, eventloop) = mqtt::connect(&settings)?;
         Ok(Self {
             settings,
             metrics_listener,
@@ -149,6 +150,7 @@ impl App {
                 .map(|s| s.topic.clone())
                 .collect(),
             url: settings.broker.url.to_string(),
+            tls: settings.broker.tls.clone(),
             client_id: settings.broker.client_id.clone(),
             reconnect: mqtt::Reconnect::new(
                 settings.broker.reconnect_min,

@@ -2,6 +2,8 @@
 
 pub mod app;
 pub mod delivery;
+#[cfg(feature = "embedded-broker")]
+pub mod embedded;
 pub mod mqtt;
 pub mod sink;
 pub mod workers;

@@ -2,9 +2,12 @@
 
 mod cli;
 mod daemon;
+mod demo;
 mod faults;
+mod health;
 mod publish;
 mod record_topics;
 mod restart;
 mod startup;
 mod support;
+mod tls;

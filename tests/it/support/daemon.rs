@@ -144,9 +144,13 @@ impl DaemonProcess {
 
     /// Starts `mqimg run -c config` without waiting for anything.
     pub fn spawn(config: &Path) -> DaemonProcess {
+        DaemonProcess::spawn_args(&["run".as_ref(), "-c".as_ref(), config.as_os_str()])
+    }
+
+    /// Starts `mqimg ARGS` (a `run`) without waiting for anything.
+    pub fn spawn_args(args: &[&std::ffi::OsStr]) -> DaemonProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mqimg"))
-            .args(["run", "-c"])
-            .arg(config)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -244,7 +248,7 @@ pub fn publish_args(
     file: &str,
 ) -> mqimg::cli::PublishArgs {
     mqimg::cli::PublishArgs {
-        broker: url.to_owned(),
+        broker: mqimg::cli::BrokerArgs::url(url),
         topic: topic.to_owned(),
         encoding,
         qos,
