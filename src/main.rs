@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mqimg::cli::{Cli, Command, EXIT_USAGE, check_config, decode, publish};
+use mqimg::cli::{Cli, Command, EXIT_USAGE, check_config, decode, demo, health, publish};
 use mqimg::config::Settings;
 use mqimg::daemon::app::App;
 
@@ -14,7 +14,8 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode::run(&args),
         Command::CheckConfig { config } => check_config::run(&config),
         Command::PrintDefaultConfig => Ok(check_config::print_default_config()),
-        Command::Run { config } => run(config.as_deref()),
+        Command::Health { config, url } => Ok(health::run(config.as_deref(), url.as_deref())),
+        Command::Run { config, demo } => run(config.as_deref(), demo),
         Command::Publish(args) => runtime()
             .and_then(|rt| rt.block_on(publish::run(&args)))
             .map(|()| ExitCode::SUCCESS),
@@ -25,12 +26,20 @@ fn main() -> ExitCode {
     })
 }
 
-/// `mqimg run`: the daemon, until SIGINT or SIGTERM.
-fn run(config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(config)?;
+/// `mqimg run`: the daemon, until SIGINT or SIGTERM; with `--demo`, making sure it has a broker.
+fn run(config: Option<&Path>, demo: bool) -> anyhow::Result<ExitCode> {
+    let settings = if demo {
+        demo::settings(config)?
+    } else {
+        Settings::load(config)?
+    };
     mqimg::ops::telemetry::init(&settings.log);
+    if demo {
+        demo::ensure_broker(&settings.broker.url, settings.broker.max_packet_bytes)?;
+    }
     let app = App::build(settings)?;
-    app.log_startup(config);
+    let built_in = (demo && config.is_none()).then(|| Path::new(demo::BUILT_IN_CONFIG));
+    app.log_startup(config.or(built_in));
     runtime()?.block_on(app.run(shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
 }

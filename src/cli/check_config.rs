@@ -5,10 +5,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::{DEFAULT_TOML, Settings};
+use crate::daemon::mqtt;
 
-/// `mqimg check-config`: validates and prints the effective settings, passwords masked.
+/// `mqimg check-config`: validates (the password and TLS files too, as the daemon reads them at
+/// startup) and prints the effective settings, passwords masked.
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(Some(path))?;
+    mqtt::client_options(&settings.broker, settings.broker.client_id.clone())?;
     print!("{}", settings.to_toml());
     eprintln!("mqimg: {} is valid", path.display());
     Ok(ExitCode::SUCCESS)

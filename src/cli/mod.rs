@@ -1,8 +1,12 @@
 //! Command-line interface: subcommands and flags (here), and one module per one-shot subcommand
-//! ([`decode`], [`check_config`], [`publish`]); `mqimg run` is the daemon's.
+//! ([`decode`], [`check_config`], [`publish`] with its [`broker`] flags, [`health`]); `mqimg run` is
+//! the daemon's.
 
+pub mod broker;
 pub mod check_config;
 pub mod decode;
+pub mod demo;
+pub mod health;
 pub mod publish;
 
 use std::path::PathBuf;
@@ -12,6 +16,8 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
 
 use crate::frame::chunks::Mode;
+pub use broker::BrokerArgs;
+
 use crate::frame::payload::{Detected, Encoding};
 
 /// Exit status when the input was rejected (its failure record is on stdout).
@@ -37,6 +43,11 @@ pub enum Command {
         /// Config file (TOML); `MQIMG__SECTION__KEY` environment variables override it.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Try mqimg out: the example config (unless -c), on the broker at its loopback broker.url,
+        /// or on an embedded one started there when none answers (built with --features
+        /// embedded-broker).
+        #[arg(long)]
+        demo: bool,
     },
     /// Decode one payload from a file (or stdin) and print its record as one JSON line.
     Decode(DecodeArgs),
@@ -48,7 +59,16 @@ pub enum Command {
     /// Print the default config as TOML.
     PrintDefaultConfig,
     /// Publish image files to a broker as a camera would.
-    Publish(PublishArgs),
+    Publish(Box<PublishArgs>),
+    /// Ask a running daemon's /readyz whether it is ready: exit 0 on 200, else 1 with the reason.
+    Health {
+        /// Config file whose http.listen (and http.token) the daemon serves (environment variables apply).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The endpoint to ask instead, `http://host:port/readyz`.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,9 +95,8 @@ pub struct DecodeArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct PublishArgs {
-    /// Broker URL, `mqtt://host:port`.
-    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
-    pub broker: String,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
     /// Topic to publish on; with --chunks, the frame's topic (start-data-end and topic-index parts
     /// go below it).
     #[arg(long)]

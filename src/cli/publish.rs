@@ -3,7 +3,8 @@
 //! Files are read and wrapped once up front (off the reactor); the publishing loop only hands ready payloads
 //! to the MQTT client, paced by `--rate` when given. A spawned task owns the rumqttc `EventLoop`; for QoS 1
 //! and 2 the run ends only once the broker has acknowledged every message. Also home of the wrapping
-//! itself ([`wrap`]). `--broker` is parsed as the daemon's `broker.url` is ([`BrokerAddr`]). With
+//! itself ([`wrap`]). The broker flags fill the daemon's `[broker]` settings and go through the
+//! daemon's client setup ([`BrokerArgs`](crate::cli::BrokerArgs)), TLS and credentials included. With
 //! `--chunks`, files are cut into many messages as small cameras send them (`chunked.rs`).
 
 use std::path::Path;
@@ -15,14 +16,14 @@ use anyhow::{Context as _, anyhow, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Outgoing, Publish, QoS,
-};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, Publish, QoS};
 use tokio::sync::{oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::cli::PublishArgs;
-use crate::config::BrokerAddr;
+use crate::cli::broker::{name_of, setup_error};
+use crate::config::{Broker, Tls};
+use crate::daemon::mqtt;
 use crate::frame::chunks::Mode;
 use crate::frame::decode::Format;
 use crate::frame::payload::Detected;
@@ -45,7 +46,7 @@ const PUBLISH_HEADER_BYTES: usize = 16;
 /// Publishes every file `args.count` times, in turn (file 1, file 2, …, file 1, file 2, …), each in one
 /// message or, with `--chunks`, in many.
 pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
-    let broker: BrokerAddr = args.broker.parse()?;
+    let broker = args.broker.settings()?;
     let qos = qos(args.qos)?;
     validate_topic(&args.topic)?;
     let period = match args.rate {
@@ -180,20 +181,18 @@ struct Connection {
     acked: watch::Receiver<u64>,
     /// The broker URL as given, for messages.
     url: String,
+    /// How TLS was set up, to explain a handshake failure.
+    tls: Tls,
 }
 
 impl Connection {
     /// Connects, waiting for the CONNACK at most [`CONNECT_TIMEOUT`].
-    async fn open(
-        args: &PublishArgs,
-        broker: &BrokerAddr,
-        max_packet: usize,
-    ) -> anyhow::Result<Self> {
+    async fn open(args: &PublishArgs, broker: &Broker, max_packet: usize) -> anyhow::Result<Self> {
         let client_id = args
             .client_id
             .clone()
             .unwrap_or_else(|| format!("mqimg-publish-{}", std::process::id()));
-        let mut options = MqttOptions::new(client_id, broker.host(), broker.port());
+        let mut options = mqtt::client_options(broker, client_id).map_err(setup_error)?;
         options
             .set_keep_alive(KEEP_ALIVE)
             .set_clean_session(true)
@@ -215,16 +214,18 @@ impl Connection {
             .run(),
         );
 
-        let url = &args.broker;
+        let url = broker.url.to_string();
+        let tls = broker.tls.clone();
         match tokio::time::timeout(CONNECT_TIMEOUT, connected_rx).await {
             Ok(Ok(())) => Ok(Self {
                 client,
                 driver,
                 acked,
-                url: url.clone(),
+                url,
+                tls,
             }),
             Ok(Err(_)) => {
-                let error = driver_error(&mut driver).await;
+                let error = driver_error(&mut driver, &tls).await;
                 Err(error.context(format!("cannot connect to broker at {url}")))
             }
             Err(_) => {
@@ -252,7 +253,7 @@ impl Connection {
             .is_err()
         {
             // The request channel closes only when the driver has stopped: its error says why.
-            let error = driver_error(&mut self.driver).await;
+            let error = driver_error(&mut self.driver, &self.tls).await;
             return Err(error.context(format!(
                 "connection to broker at {} lost after {seq} of {total} messages",
                 self.url
@@ -266,21 +267,21 @@ impl Connection {
         let url = &self.url;
         if qos != QoS::AtMostOnce && self.acked.wait_for(|&acked| acked >= total).await.is_err() {
             let acked = *self.acked.borrow();
-            let error = driver_error(&mut self.driver).await;
+            let error = driver_error(&mut self.driver, &self.tls).await;
             return Err(error.context(format!(
                 "connection to broker at {url} lost with {acked} of {total} messages acknowledged"
             )));
         }
         // Requests are handled in order: for QoS 0 every publish is written before this.
         if self.client.disconnect().await.is_err() {
-            let error = driver_error(&mut self.driver).await;
+            let error = driver_error(&mut self.driver, &self.tls).await;
             return Err(error.context(format!(
                 "connection to broker at {url} lost while disconnecting"
             )));
         }
         match self.driver.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(connection_error(error).context(format!(
+            Ok(Err(error)) => Err(connection_error(error, &self.tls).context(format!(
                 "connection to broker at {url} lost while disconnecting"
             ))),
             Err(join) => Err(anyhow!(join).context("MQTT event loop task failed")),
@@ -390,18 +391,22 @@ impl Driver {
 /// The driver's error once it has stopped (it stops only on an error or after disconnecting).
 async fn driver_error(
     driver: &mut tokio::task::JoinHandle<Result<(), ConnectionError>>,
+    tls: &Tls,
 ) -> anyhow::Error {
     match driver.await {
-        Ok(Err(error)) => connection_error(error),
+        Ok(Err(error)) => connection_error(error, tls),
         Ok(Ok(())) => anyhow!("the MQTT event loop stopped unexpectedly"),
         Err(join) => anyhow!(join).context("MQTT event loop task failed"),
     }
 }
 
 /// rumqttc's errors repeat their source in their own message: keep the message only, so the chain
-/// printed with `{:#}` says it once.
-fn connection_error(error: ConnectionError) -> anyhow::Error {
-    anyhow!("{error}")
+/// printed with `{:#}` says it once. TLS failures are said as the daemon says them.
+fn connection_error(error: ConnectionError, tls: &Tls) -> anyhow::Error {
+    match mqtt::explain_tls(&error, tls, &|key| name_of(key)) {
+        Some(why) => anyhow!("TLS failed: {why}"),
+        None => anyhow!("{error}"),
+    }
 }
 
 fn qos(level: u8) -> anyhow::Result<QoS> {

@@ -184,6 +184,13 @@ fn schema() -> Table {
     let mut every = Settings::default();
     every.broker.username = Some(String::new());
     every.broker.password = Some(Secret::new(""));
+    every.broker.password_file = Some(PathBuf::new());
+    every.broker.tls = super::Tls {
+        ca_file: Some(PathBuf::new()),
+        client_cert_file: Some(PathBuf::new()),
+        client_key_file: Some(PathBuf::new()),
+        server_name: Some(String::new()),
+    };
     every.output.dir = Some(PathBuf::new());
     let some = || Some(String::new());
     every.subscriptions = vec![Subscription {

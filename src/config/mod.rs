@@ -164,6 +164,10 @@ pub struct Broker {
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// A file holding the password (Docker and Kubernetes secrets), read at startup; one trailing
+    /// line break is not part of it. `None` (empty in TOML) = none.
+    #[serde(with = "types::path_or_off")]
+    pub password_file: Option<PathBuf>,
     /// Ping interval when idle (`keep_alive_secs`).
     #[serde(rename = "keep_alive_secs", with = "types::secs")]
     pub keep_alive: Duration,
@@ -175,6 +179,35 @@ pub struct Broker {
     /// Longest reconnect delay (`reconnect_max_ms`).
     #[serde(rename = "reconnect_max_ms", with = "types::millis")]
     pub reconnect_max: Duration,
+    /// How an `mqtts://` broker is authenticated, and how mqimg authenticates to it.
+    pub tls: Tls,
+}
+
+/// `[broker.tls]`: files are named here and read when the client is set up, so that a missing or
+/// wrong one is reported naming its key before anything connects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificates of the CAs trusted to sign the broker's certificate; `None` = the system's.
+    #[serde(with = "types::path_or_off")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain presented to brokers that require one (mutual TLS).
+    #[serde(with = "types::path_or_off")]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    #[serde(with = "types::path_or_off")]
+    pub client_key_file: Option<PathBuf>,
+    /// The name the broker's certificate must hold, when not the host of `broker.url` (a broker
+    /// reached by IP address, or through a tunnel).
+    #[serde(with = "types::string_or_off")]
+    pub server_name: Option<String>,
+}
+
+impl Tls {
+    /// Whether any key is set (they only mean something with `mqtts://`).
+    pub fn is_set(&self) -> bool {
+        *self != Self::default()
+    }
 }
 
 impl Default for Broker {
@@ -184,11 +217,13 @@ impl Default for Broker {
             client_id: "mqimg".into(),
             username: None,
             password: None,
+            password_file: None,
             keep_alive: Duration::from_secs(30),
             clean_session: false,
             max_packet_bytes: 64 << 20,
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(30),
+            tls: Tls::default(),
         }
     }
 }
@@ -265,7 +300,7 @@ impl Subscription {
 #[serde(default, deny_unknown_fields)]
 pub struct Output {
     /// Root folder of frame files; `None` (empty in TOML) = no files.
-    #[serde(with = "types::dir_or_off")]
+    #[serde(with = "types::path_or_off")]
     pub dir: Option<PathBuf>,
     #[serde(deserialize_with = "types::choice")]
     pub format: OutputFormat,
@@ -403,7 +438,7 @@ pub struct Chunks {
     #[serde(rename = "timeout_secs", with = "types::secs")]
     pub timeout: Duration,
     /// Where parts wait for the rest of their frame; `None` (empty in TOML) = `{output.dir}/.mqimg-spool`.
-    #[serde(with = "types::dir_or_off")]
+    #[serde(with = "types::path_or_off")]
     pub spool_dir: Option<PathBuf>,
 }
 

@@ -56,6 +56,11 @@ fn the_schema_knows_every_key_of_the_example_including_the_commented_ones() {
         })
         .map(|line| format!("{line}\n"))
         .collect();
+    // The optional keys include alternatives (a password or a file holding it) and TLS keys, which
+    // need a TLS URL.
+    let uncommented = uncommented
+        .replace("\npassword = ", "\n# password = ")
+        .replace("url = \"mqtt://", "url = \"mqtts://");
     assert!(uncommented.contains("\nusername = "), "{uncommented}");
     assert!(uncommented.contains("\njson_field = "), "{uncommented}");
     assert!(uncommented.contains("\nid_field = "), "{uncommented}");
@@ -66,6 +71,8 @@ fn the_schema_knows_every_key_of_the_example_including_the_commented_ones() {
     assert_eq!(s.subscriptions[0].json_field.as_deref(), Some("image"));
     assert_eq!(s.subscriptions[0].source().fields, Fields::default());
     assert_eq!(s.subscriptions[0].part_field.as_deref(), Some("part"));
+    assert!(s.broker.password_file.is_some());
+    assert!(s.broker.tls.ca_file.is_some() && s.broker.tls.server_name.is_some());
 }
 
 #[test]
@@ -439,11 +446,9 @@ fn the_broker_url_is_parsed_once_into_an_address() {
     let s = load_str("[broker]\nurl = \"tcp://[::1]:1885\"\n", &[]).unwrap();
     assert_eq!(s.broker.url.host(), "[::1]");
     assert_eq!(s.broker.url.port(), 1885);
-    let err = error("", &[("MQIMG__BROKER__URL", "mqtts://x:8883")]);
+    let err = error("", &[("MQIMG__BROKER__URL", "ws://x:8080")]);
     assert!(
-        err.starts_with(
-            "invalid config: broker.url (MQIMG__BROKER__URL): unsupported scheme `mqtts`"
-        ),
+        err.starts_with("invalid config: broker.url (MQIMG__BROKER__URL): unsupported scheme `ws`"),
         "{err}"
     );
 }
@@ -638,4 +643,75 @@ fn sizes_made_up_front_are_capped() {
     assert!(msg.contains("pipeline.queue_frames"), "{msg}");
     let msg = error("[decode]\nworkers = 100000\n", &[]);
     assert!(msg.contains("decode.workers"), "{msg}");
+}
+
+#[test]
+fn a_password_comes_one_way_only_and_with_a_user_name() {
+    let s = load_str(
+        "[broker]\nusername = \"u\"\npassword_file = \"/run/secrets/mqtt\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        s.broker.password_file.as_deref(),
+        Some(Path::new("/run/secrets/mqtt"))
+    );
+    let both = error(
+        "[broker]\nusername = \"u\"\npassword_file = \"/run/secrets/mqtt\"\n",
+        &[("MQIMG__BROKER__PASSWORD", "hunter2")],
+    );
+    assert_eq!(
+        both,
+        "invalid config: broker.password_file (MQIMG__BROKER__PASSWORD_FILE): is set together with \
+         broker.password (MQIMG__BROKER__PASSWORD): give the password one way"
+    );
+    assert!(!both.contains("hunter2"));
+    let anonymous = error("", &[("MQIMG__BROKER__PASSWORD_FILE", "/run/secrets/mqtt")]);
+    assert!(
+        anonymous.ends_with("is set without broker.username"),
+        "{anonymous}"
+    );
+    // An empty value unsets it, so a container can undo a file's setting.
+    let s = load_str(
+        "[broker]\nusername = \"u\"\npassword_file = \"/x\"\n",
+        &[("MQIMG__BROKER__PASSWORD_FILE", "")],
+    )
+    .unwrap();
+    assert_eq!(s.broker.password_file, None);
+}
+
+#[test]
+fn tls_keys_need_a_tls_url_and_come_in_pairs() {
+    let s = load_str(
+        "[broker]\nurl = \"mqtts://broker.example\"\n[broker.tls]\nca_file = \"/etc/ca.pem\"\n",
+        &[("MQIMG__BROKER__TLS__SERVER_NAME", "mqtt.example")],
+    )
+    .unwrap();
+    assert_eq!(s.broker.url.port(), 8883);
+    assert_eq!(
+        s.broker.tls.ca_file.as_deref(),
+        Some(Path::new("/etc/ca.pem"))
+    );
+    assert_eq!(s.broker.tls.server_name.as_deref(), Some("mqtt.example"));
+    let plain = error("[broker.tls]\nca_file = \"/etc/ca.pem\"\n", &[]);
+    assert_eq!(
+        plain,
+        "invalid config: broker.tls.ca_file (MQIMG__BROKER__TLS__CA_FILE): is set but broker.url \
+         mqtt://127.0.0.1:1883 is not TLS: use mqtts://127.0.0.1:1883"
+    );
+    let tls = [("MQIMG__BROKER__URL", "mqtts://b")];
+    let half = error("[broker.tls]\nclient_cert_file = \"/c.pem\"\n", &tls);
+    assert!(half.contains("broker.tls.client_cert_file (MQIMG__BROKER__TLS__CLIENT_CERT_FILE): is set without broker.tls.client_key_file"), "{half}");
+    let half = error("[broker.tls]\nclient_key_file = \"/c.key\"\n", &tls);
+    assert!(
+        half.contains("is set without broker.tls.client_cert_file"),
+        "{half}"
+    );
+    let ipv6 = error("", &[("MQIMG__BROKER__URL", "mqtts://[::1]:8883")]);
+    assert!(
+        ipv6.contains("TLS to an IPv6 address literal is not supported"),
+        "{ipv6}"
+    );
+    let typo = error("[broker.tls]\ncafile = \"/etc/ca.pem\"\n", &tls);
+    assert!(typo.contains("did you mean ca_file?"), "{typo}");
 }

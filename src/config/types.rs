@@ -15,26 +15,37 @@ use crate::frame::chunks::Mode;
 use crate::frame::encode::OutputFormat;
 use crate::frame::payload::Encoding;
 
-/// How mqimg talks to the broker. Plain TCP only for now; TLS will add a variant (and its default port).
+/// How mqimg talks to the broker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Scheme {
     /// MQTT over plain TCP: `mqtt://` or `tcp://`.
     Mqtt,
+    /// MQTT over TLS: `mqtts://` or `ssl://` (the name some clients use), set up by `[broker.tls]`.
+    Mqtts,
 }
 
 impl Scheme {
-    /// The port a URL without one gets.
+    /// The port a URL without one gets (IANA's MQTT and secure MQTT ports).
     pub fn default_port(self) -> u16 {
         match self {
             Self::Mqtt => 1883,
+            Self::Mqtts => 8883,
         }
     }
 
+    pub fn is_tls(self) -> bool {
+        self == Self::Mqtts
+    }
+
     fn parse(name: &str) -> Option<Self> {
-        ["mqtt", "tcp"]
-            .iter()
-            .any(|known| name.eq_ignore_ascii_case(known))
-            .then_some(Self::Mqtt)
+        let is = |names: &[&str]| names.iter().any(|known| name.eq_ignore_ascii_case(known));
+        if is(&["mqtt", "tcp"]) {
+            Some(Self::Mqtt)
+        } else if is(&["mqtts", "ssl"]) {
+            Some(Self::Mqtts)
+        } else {
+            None
+        }
     }
 }
 
@@ -42,11 +53,13 @@ impl fmt::Display for Scheme {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Mqtt => "mqtt",
+            Self::Mqtts => "mqtts",
         })
     }
 }
 
-/// A broker address parsed from `mqtt://host:port` (also `tcp://`, or bare `host:port`).
+/// A broker address parsed from `mqtt://host:port` (also `tcp://`, or bare `host:port`) or
+/// `mqtts://host:port` (also `ssl://`).
 ///
 /// The host is kept as rumqttc takes it: IPv6 literals keep their brackets (`[::1]`), because rumqttc
 /// joins host and port with a colon before resolving.
@@ -62,11 +75,11 @@ pub struct BrokerAddr {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BrokerAddrError {
     #[error(
-        "unsupported scheme `{scheme}` in broker URL `{url}`: use mqtt://host:port (TLS and websockets are not supported)"
+        "unsupported scheme `{scheme}` in broker URL `{url}`: use mqtt://host:port, or mqtts://host:port for TLS (websockets are not supported)"
     )]
     UnsupportedScheme { url: String, scheme: String },
     #[error(
-        "broker URL `{url}` has `{found}` in it: expected mqtt://host:port with no user, path or query"
+        "broker URL `{url}` has `{found}` in it: expected mqtt://host:port or mqtts://host:port with no user, path or query"
     )]
     UnexpectedCharacter { url: String, found: char },
     #[error("broker URL `{url}` has an unclosed `[`")]
@@ -539,10 +552,11 @@ pub(super) mod listen_addr {
     }
 }
 
-/// `output.dir`: a folder, or `""` for none. An environment variable cannot unset a key, so the empty
-/// string is how `MQIMG__OUTPUT__DIR=` undoes a `dir` set by a file or a container image; read as a
-/// path it would be the working directory, where frames would fail to be stored.
-pub(super) mod dir_or_off {
+/// An optional path (`output.dir`, `broker.password_file`, `broker.tls.*_file`), where `""` means
+/// none. An environment variable cannot unset a key, so the empty string is how `MQIMG__OUTPUT__DIR=`
+/// undoes a `dir` set by a file or a container image; read as a path it would be the working
+/// directory, where frames would fail to be stored (and a file named "" cannot be read).
+pub(super) mod path_or_off {
     use std::path::PathBuf;
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -552,7 +566,7 @@ pub(super) mod dir_or_off {
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         match value {
-            Some(dir) => dir.serialize(serializer),
+            Some(path) => path.serialize(serializer),
             None => serializer.serialize_str(""),
         }
     }
@@ -560,8 +574,27 @@ pub(super) mod dir_or_off {
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Option<PathBuf>, D::Error> {
-        let dir = PathBuf::deserialize(deserializer)?;
-        Ok((!dir.as_os_str().is_empty()).then_some(dir))
+        let path = PathBuf::deserialize(deserializer)?;
+        Ok((!path.as_os_str().is_empty()).then_some(path))
+    }
+}
+
+/// An optional string where `""` means none, for the same reason as [`path_or_off`].
+pub(super) mod string_or_off {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<String>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(value.as_deref().unwrap_or(""))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok((!text.is_empty()).then_some(text))
     }
 }
 

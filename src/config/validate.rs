@@ -1,7 +1,7 @@
 //! Checks the types cannot express: ranges, and values that only make sense together. Runs once after
 //! loading, and again in `App::build` for settings built in code.
 
-use super::{ConfigError, Settings, Subscription};
+use super::{Broker, ConfigError, Settings, Subscription};
 use crate::frame::chunks::Mode;
 use crate::frame::payload::Encoding;
 use crate::frame::topic;
@@ -120,12 +120,7 @@ impl Settings {
                 format!("{keep_alive} is outside 1..=65535"),
             ));
         }
-        if b.password.is_some() && b.username.is_none() {
-            return Err(ConfigError::invalid(
-                "broker.password",
-                "is set without broker.username",
-            ));
-        }
+        b.validate()?;
         if b.reconnect_min.is_zero() || b.reconnect_min > b.reconnect_max {
             return Err(ConfigError::invalid(
                 "broker.reconnect_min_ms",
@@ -453,4 +448,78 @@ fn validate_chunked(s: &Subscription, key: &dyn Fn(&str) -> String) -> Result<()
         ));
     }
     Ok(())
+}
+
+impl Broker {
+    /// Checks the keys saying how to reach and log in to the broker, which `mqimg publish` shares
+    /// with the daemon. The files named are read later, when the client is set up.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.password.is_some() && self.password_file.is_some() {
+            return Err(ConfigError::invalid(
+                "broker.password_file",
+                "is set together with broker.password (MQIMG__BROKER__PASSWORD): give the password one way",
+            ));
+        }
+        for (key, set) in [
+            ("broker.password", self.password.is_some()),
+            ("broker.password_file", self.password_file.is_some()),
+        ] {
+            if set && self.username.is_none() {
+                return Err(ConfigError::invalid(key, "is set without broker.username"));
+            }
+        }
+        let tls = &self.tls;
+        if !self.url.scheme().is_tls() && tls.is_set() {
+            // Keys that only apply to TLS next to a plain URL mean the operator expects an encrypted,
+            // authenticated connection: running in plain text would betray that.
+            let key = [
+                ("broker.tls.ca_file", tls.ca_file.is_some()),
+                (
+                    "broker.tls.client_cert_file",
+                    tls.client_cert_file.is_some(),
+                ),
+                ("broker.tls.client_key_file", tls.client_key_file.is_some()),
+                ("broker.tls.server_name", tls.server_name.is_some()),
+            ]
+            .into_iter()
+            .find_map(|(key, set)| set.then_some(key))
+            .unwrap_or("broker.tls");
+            return Err(ConfigError::invalid(
+                key,
+                format!(
+                    "is set but broker.url {} is not TLS: use mqtts://{}:{}",
+                    self.url,
+                    self.url.host(),
+                    self.url.port()
+                ),
+            ));
+        }
+        match (&tls.client_cert_file, &tls.client_key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "broker.tls.client_cert_file",
+                    "is set without broker.tls.client_key_file (MQIMG__BROKER__TLS__CLIENT_KEY_FILE)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "broker.tls.client_key_file",
+                    "is set without broker.tls.client_cert_file (MQIMG__BROKER__TLS__CLIENT_CERT_FILE)",
+                ));
+            }
+            _ => {}
+        }
+        if self.url.scheme().is_tls() && self.url.host().starts_with('[') {
+            // rumqttc checks the certificate against the URL's host as written, brackets included,
+            // which no certificate can hold.
+            return Err(ConfigError::invalid(
+                "broker.url",
+                format!(
+                    "{}: TLS to an IPv6 address literal is not supported; use a host name that resolves to it",
+                    self.url
+                ),
+            ));
+        }
+        Ok(())
+    }
 }

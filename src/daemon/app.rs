@@ -40,9 +40,9 @@ pub struct App {
 }
 
 impl App {
-    /// Validates what can be checked before connecting: the output folder, the broker address.
-    /// `output.dir` is resolved to an absolute path here, once: records carry paths other programs on
-    /// this machine can open.
+    /// Validates what can be checked before connecting: the output folder, the broker address, the
+    /// password and TLS files. `output.dir` is resolved to an absolute path here, once: records carry
+    /// paths other programs on this machine can open.
     pub fn build(mut settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
         if let Some(dir) = &mut settings.output.dir {
@@ -74,7 +74,7 @@ impl App {
         let hub = http_listener
             .as_ref()
             .map(|_| Arc::new(Hub::new(&settings.http)));
-        let (client, eventloop) = mqtt::connect(&settings);
+        let (client, eventloop) = mqtt::connect(&settings)?;
         Ok(Self {
             settings,
             http_listener,
@@ -196,6 +196,7 @@ impl App {
                 .map(|s| s.topic.clone())
                 .collect(),
             url: settings.broker.url.to_string(),
+            tls: settings.broker.tls.clone(),
             client_id: settings.broker.client_id.clone(),
             reconnect: mqtt::Reconnect::new(
                 settings.broker.reconnect_min,

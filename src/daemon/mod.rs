@@ -3,6 +3,8 @@
 pub mod app;
 pub mod chunks;
 pub mod delivery;
+#[cfg(feature = "embedded-broker")]
+pub mod embedded;
 pub mod mqtt;
 pub mod retention;
 pub mod sink;

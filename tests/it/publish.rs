@@ -20,7 +20,7 @@ const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn args(broker: &str, topic: &str, encoding: Detected, count: u64) -> PublishArgs {
     PublishArgs {
-        broker: broker.to_owned(),
+        broker: mqimg::cli::BrokerArgs::url(broker),
         topic: topic.to_owned(),
         encoding,
         qos: 1,

@@ -44,7 +44,7 @@ fn json_size_estimate_covers_the_largest_envelope() {
 async fn bad_arguments_fail_before_connecting() {
     let args = |rate: Option<f64>, count: u64| PublishArgs {
         // Nothing is ever connected to: every case fails validation first.
-        broker: String::from("mqtt://127.0.0.1:9"),
+        broker: crate::cli::BrokerArgs::url("mqtt://127.0.0.1:9"),
         topic: String::from("cams/door"),
         encoding: Detected::Base64,
         qos: 1,
@@ -84,7 +84,7 @@ async fn bad_arguments_fail_before_connecting() {
 async fn chunk_flags_that_do_not_fit_fail_before_connecting() {
     let args =
         |chunks: Mode, chunk_bytes: usize, interleave: bool, encoding: Detected| PublishArgs {
-            broker: String::from("mqtt://127.0.0.1:9"),
+            broker: crate::cli::BrokerArgs::url("mqtt://127.0.0.1:9"),
             topic: String::from("cams/door"),
             encoding,
             qos: 1,
@@ -133,7 +133,7 @@ async fn chunk_flags_that_do_not_fit_fail_before_connecting() {
 #[tokio::test]
 async fn the_broker_url_is_parsed_as_the_daemon_parses_it() {
     let args = PublishArgs {
-        broker: String::from("mqtts://127.0.0.1:8883"),
+        broker: crate::cli::BrokerArgs::url("ws://127.0.0.1:8883"),
         topic: String::from("cams/door"),
         encoding: Detected::Base64,
         qos: 1,
@@ -144,7 +144,7 @@ async fn the_broker_url_is_parsed_as_the_daemon_parses_it() {
         files: vec![std::path::PathBuf::from("/nonexistent/frame.jpg")],
     };
     let error = format!("{:#}", run(&args).await.expect_err("an unsupported scheme"));
-    assert!(error.contains("unsupported scheme `mqtts`"), "{error}");
+    assert!(error.contains("unsupported scheme `ws`"), "{error}");
 }
 
 #[test]

@@ -34,6 +34,21 @@ fn broker_urls_default_the_port_to_1883() {
 }
 
 #[test]
+fn tls_urls_take_mqtts_or_ssl_and_default_the_port_to_8883() {
+    for url in [
+        "mqtts://broker.example",
+        "SSL://broker.example",
+        "mqtts://broker.example:8883/",
+    ] {
+        let addr: BrokerAddr = url.parse().unwrap();
+        assert_eq!(addr.scheme(), Scheme::Mqtts, "{url}");
+        assert_eq!(addr.to_string(), "mqtts://broker.example:8883");
+    }
+    assert_eq!(address("mqtts://10.0.0.2:9883"), ("10.0.0.2".into(), 9883));
+    assert!(!"mqtt://b".parse::<BrokerAddr>().unwrap().scheme().is_tls());
+}
+
+#[test]
 fn broker_urls_keep_ipv6_brackets_for_rumqttc() {
     assert_eq!(address("tcp://[::1]:1885"), ("[::1]".into(), 1885));
     assert_eq!(address("[fe80::1]"), ("[fe80::1]".into(), 1883));
@@ -41,7 +56,7 @@ fn broker_urls_keep_ipv6_brackets_for_rumqttc() {
 
 #[test]
 fn broker_urls_with_other_schemes_or_malformed_parts_are_refused() {
-    assert!(address_error("mqtts://broker:8883").contains("unsupported scheme `mqtts`"));
+    assert!(address_error("wss://broker:8883").contains("unsupported scheme `wss`"));
     assert!(address_error("ws://broker/mqtt").contains("unsupported scheme `ws`"));
     assert!(address_error("mqtt://user@broker").contains("`@`"));
     assert!(address_error("mqtt://broker/path").contains("`/`"));

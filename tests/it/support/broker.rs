@@ -36,6 +36,18 @@ pub struct BrokerOptions {
     /// Lines appended to `mosquitto.conf`, after the ones above (a later setting overrides an earlier
     /// one: `allow_anonymous false` with a `password_file`, say).
     pub extra_config: Vec<String>,
+    /// A second listener, with TLS, on its own free port ([`Broker::tls_url`]).
+    pub tls: Option<TlsListener>,
+}
+
+/// A TLS listener's files (PEM) and whether clients must present a certificate the CA signed.
+#[derive(Clone, Debug)]
+pub struct TlsListener {
+    /// The CA that signs client certificates (Mosquitto requires one even when it asks for none).
+    pub cafile: PathBuf,
+    pub certfile: PathBuf,
+    pub keyfile: PathBuf,
+    pub require_certificate: bool,
 }
 
 impl Default for BrokerOptions {
@@ -47,6 +59,7 @@ impl Default for BrokerOptions {
             autosave_interval_secs: 1,
             tcp_nodelay: false,
             extra_config: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -58,8 +71,10 @@ impl Default for BrokerOptions {
 pub struct Broker {
     /// Holds the config, persistence database and logs; deleted on drop.
     dir: TempDir,
-    /// The loopback port of the broker's only listener, kept across restarts.
+    /// The loopback port of the broker's plain listener, kept across restarts.
     port: u16,
+    /// The loopback port of its TLS listener, when it has one.
+    tls_port: Option<u16>,
     /// The Mosquitto executable.
     exe: PathBuf,
     /// The running broker, `None` while stopped.
@@ -82,11 +97,20 @@ impl Broker {
         let mut broker = Broker {
             dir,
             port: 0,
+            tls_port: None,
             exe,
             child: None,
         };
         for attempt in 1..=PORT_ATTEMPTS {
             broker.port = free_port();
+            broker.tls_port = options.tls.as_ref().map(|_| {
+                loop {
+                    let port = free_port();
+                    if port != broker.port {
+                        break port;
+                    }
+                }
+            });
             broker.write_config(&options);
             match broker.spawn_and_wait_ready() {
                 Ok(()) => return broker,
@@ -113,6 +137,12 @@ impl Broker {
     /// The broker URL as `mqimg` takes it: `mqtt://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// The TLS listener's URL, `mqtts://127.0.0.1:PORT`; panics when the broker has none.
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("a broker started with a TLS listener");
+        format!("mqtts://127.0.0.1:{port}")
     }
 
     /// The temp dir holding `mosquitto.conf`, `mosquitto.db` and the logs.
@@ -218,6 +248,16 @@ impl Broker {
             config.push_str(line);
             config.push('\n');
         }
+        if let (Some(tls), Some(port)) = (&options.tls, self.tls_port) {
+            // Last: settings after a `listener` line are that listener's.
+            config.push_str(&format!(
+                "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n",
+                tls.cafile.display(),
+                tls.certfile.display(),
+                tls.keyfile.display(),
+                tls.require_certificate
+            ));
+        }
         std::fs::write(self.config_path(), config).expect("writing mosquitto.conf");
     }
 
@@ -228,8 +268,8 @@ impl Broker {
     /// Spawns Mosquitto and waits until it accepts TCP connections. `Err` when it exits first (typically
     /// because the port is taken), with its exit status.
     fn spawn_and_wait_ready(&mut self) -> Result<(), String> {
-        assert_ne!(
-            self.port, SYSTEM_BROKER_PORT,
+        assert!(
+            self.port != SYSTEM_BROKER_PORT && self.tls_port != Some(SYSTEM_BROKER_PORT),
             "tests must never use port 1883"
         );
         let out = File::options()

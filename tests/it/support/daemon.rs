@@ -154,13 +154,21 @@ impl DaemonProcess {
     }
 
     fn spawn_in(config: &Path, cwd: Option<&Path>) -> DaemonProcess {
+        DaemonProcess::spawn_args_in(&["run".as_ref(), "-c".as_ref(), config.as_os_str()], cwd)
+    }
+
+    /// Starts `mqimg ARGS` (a `run`) without waiting for anything.
+    pub fn spawn_args(args: &[&std::ffi::OsStr]) -> DaemonProcess {
+        DaemonProcess::spawn_args_in(args, None)
+    }
+
+    fn spawn_args_in(args: &[&std::ffi::OsStr], cwd: Option<&Path>) -> DaemonProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mqimg"));
         if let Some(cwd) = cwd {
             command.current_dir(cwd);
         }
         let mut child = command
-            .args(["run", "-c"])
-            .arg(config)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -258,7 +266,7 @@ pub fn publish_args(
     file: &str,
 ) -> mqimg::cli::PublishArgs {
     mqimg::cli::PublishArgs {
-        broker: url.to_owned(),
+        broker: mqimg::cli::BrokerArgs::url(url),
         topic: topic.to_owned(),
         encoding,
         qos,

@@ -8,15 +8,17 @@ mod broker;
 mod client;
 pub mod daemon;
 pub mod http;
+mod pki;
 mod system;
 
 use std::future::Future;
 use std::time::Duration;
 
-pub use broker::{Broker, BrokerOptions, free_port, password_file};
+pub use broker::{Broker, BrokerOptions, TlsListener, free_port, password_file};
 pub use client::{
     MAX_PACKET_BYTES, Message, Subscriber, SubscriberOptions, publish_all, publish_once,
 };
+pub use pki::{CertFiles, Pki};
 pub use system::{Tmpfs, is_root, vm_hwm_bytes, wait_until};
 
 /// Awaits `fut`, panicking with `what` if it takes longer than `secs` seconds, so a hung test fails.

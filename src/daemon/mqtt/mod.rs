@@ -1,4 +1,5 @@
-//! The MQTT connection: client options from the config, and the task that owns rumqttc's `EventLoop`.
+//! The MQTT connection: client options from the config (`setup`, with `tls`), and the task that owns
+//! rumqttc's `EventLoop`.
 //!
 //! The poll task only polls, backs off after errors (rumqttc reconnects in a hot loop by itself), logs
 //! connection events and forwards what matters to the delivery task. It never decodes, never awaits a
@@ -9,13 +10,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming, MqttOptions,
-    Outgoing, Publish, Request, SubscribeReasonCode,
+    ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming, Outgoing, Publish, Request,
+    SubscribeReasonCode,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+mod setup;
+mod tls;
+
+pub use setup::{SetupError, client_options, connect};
+pub use tls::explain as explain_tls;
+
+use crate::config::{Tls, env_name};
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 
@@ -132,39 +139,6 @@ impl Reconnect {
     }
 }
 
-/// Requests (records, acks) the client's channel holds before `try_*` calls wait in the outbox.
-const REQUEST_QUEUE: usize = 64;
-/// Outgoing record publishes awaiting their PUBACK.
-const RECORDS_IN_FLIGHT: u16 = 100;
-
-/// The client and its event loop, configured from `settings` (not connected yet: polling connects).
-pub fn connect(settings: &Settings) -> (AsyncClient, EventLoop) {
-    let broker = &settings.broker;
-    let mut options = MqttOptions::new(
-        broker.client_id.clone(),
-        broker.url.host(),
-        broker.url.port(),
-    );
-    options
-        .set_keep_alive(broker.keep_alive)
-        .set_clean_session(broker.clean_session)
-        // rumqttc's 10 KiB default would refuse every real frame and drop the connection.
-        .set_max_packet_size(broker.max_packet_bytes, broker.max_packet_bytes)
-        .set_inflight(RECORDS_IN_FLIGHT)
-        .set_manual_acks(!broker.clean_session)
-        .set_request_channel_capacity(REQUEST_QUEUE);
-    if let Some(user) = &broker.username {
-        let password = broker.password.as_ref().map_or("", |p| p.expose());
-        options.set_credentials(user.clone(), password);
-    }
-    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
-    // Acks and records are small packets: Nagle's algorithm would hold each one back ~40 ms.
-    let mut network = eventloop.network_options();
-    network.set_tcp_nodelay(true);
-    eventloop.set_network_options(network);
-    (client, eventloop)
-}
-
 /// rumqttc's name for a QoS level.
 pub fn qos(qos: crate::config::Qos) -> rumqttc::QoS {
     match qos {
@@ -207,6 +181,8 @@ pub struct Poller {
     /// Subscription filters, to name them when the broker refuses one.
     pub filters: Vec<String>,
     pub url: String,
+    /// `[broker.tls]`, to say which key to change when a handshake fails.
+    pub tls: Tls,
     /// Named when another client seems to take the session over.
     pub client_id: String,
     pub reconnect: Reconnect,
@@ -302,6 +278,16 @@ impl Poller {
                  instances, subscribe with $share/GROUP/FILTER",
                 self.client_id
             );
+        }
+        if let Some(why) = tls::explain(error, &self.tls, &|key| {
+            format!("{key} ({})", env_name(key))
+        }) {
+            if notable {
+                tracing::error!(url = %self.url, attempts, retry_in_ms, "TLS with the broker failed: {why}");
+            } else {
+                tracing::debug!(url = %self.url, retry_in_ms, "TLS failed again: {why}");
+            }
+            return;
         }
         match error {
             ConnectionError::ConnectionRefused(code) => tracing::error!(
