@@ -318,13 +318,18 @@ mod tests {
     fn the_config_names_the_endpoint_and_off_is_explained() {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("mqimg.toml");
-        std::fs::write(&config, "[metrics]\nlisten = \"0.0.0.0:9999\"\n").unwrap();
+        std::fs::write(
+            &config,
+            "[http]\nlisten = \"0.0.0.0:9999\"\ntoken = \"s3cret\"\n",
+        )
+        .unwrap();
         let found = target(Some(&config), None).unwrap();
         assert_eq!(found.url(), "http://127.0.0.1:9999/readyz");
-        std::fs::write(&config, "[metrics]\nlisten = \"\"\n").unwrap();
+        assert_eq!(found.token.as_deref(), Some("s3cret"));
+        std::fs::write(&config, "[http]\nlisten = \"\"\n").unwrap();
         let error = target(Some(&config), None).unwrap_err().to_string();
         assert!(
-            error.contains("metrics.listen (MQIMG__METRICS__LISTEN) is off"),
+            error.contains("http.listen (MQIMG__HTTP__LISTEN) is off"),
             "{error}"
         );
     }
