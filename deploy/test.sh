@@ -212,7 +212,7 @@ RUN apt-get update \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mosquitto mosquitto-clients \\
  && rm -rf /var/lib/apt/lists/* \\
  && mkdir -p /mosquitto/config /mosquitto/data /mosquitto/log \\
- && printf 'listener 1883\npersistence true\npersistence_location /mosquitto/data/\nlog_dest stdout\n' \\
+ && printf 'listener 1883\npersistence true\npersistence_location /mosquitto/data/\nlog_dest stderr\n' \\
       > /mosquitto/config/mosquitto.conf \\
  && chown -R mosquitto:mosquitto /mosquitto
 LABEL $stand_in_label="Debian's mosquitto on $runtime_image, $(date -u +%F)"
@@ -376,6 +376,7 @@ print(r["path"])
 say "record on mqimg/results/$topic: 640x480 jpeg, sha256 ${expected_sha:0:12}…, path $path"
 
 # The file in the frames volume: same bytes, owned by the image's user.
+# shellcheck disable=SC2016 # $1 is expanded by the container's shell
 stored=$("${compose[@]}" exec -T mqimg sh -c 'sha256sum "$1" | cut -d" " -f1; stat -c %u "$1"' sh "$path") ||
   fail "no $path in the frames volume"
 [ "$stored" = "$(printf '%s\n10001' "$expected_sha")" ] || fail "stored file $path: $stored"
@@ -386,7 +387,7 @@ say "frames volume ${project}_frames holds $path (same sha256, uid 10001)"
 code=$(docker inspect --format '{{.State.ExitCode}}' "$cid")
 logs=$(docker logs "$cid" 2>&1)
 [ "$code" = 0 ] || fail "mqimg exited with $code after stop: $(tail -5 <<<"$logs")"
-grep -q 'message="shutdown requested"' <<<"$logs" && grep -q 'message=stopped' <<<"$logs" ||
+{ grep -q 'message="shutdown requested"' <<<"$logs" && grep -q 'message=stopped' <<<"$logs"; } ||
   fail "no 'shutdown requested' / 'stopped' lines in mqimg's logs: $(tail -5 <<<"$logs")"
 say "${compose_cli[*]} stop: mqimg exited 0 ($(grep -o 'message=stopped.*' <<<"$logs" | tail -1))"
 
