@@ -62,7 +62,7 @@ RUN set -eu; \
 COPY --from=binary /mqimg /usr/local/bin/mqimg
 COPY config/mqimg.toml /etc/mqimg/mqimg.toml
 ENV MQIMG__OUTPUT__DIR=/frames \
-    MQIMG__METRICS__LISTEN=0.0.0.0:9464
+    MQIMG__HTTP__LISTEN=0.0.0.0:9464
 USER 10001:10001
 VOLUME ["/frames"]
 EXPOSE 9464

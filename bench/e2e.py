@@ -9,10 +9,14 @@ One run, one machine, one private Mosquitto on a free loopback port (never 1883)
           records-only (output.dir unset), one decode worker, and the reference consumer
           (bench/reference/consumer.py) draining the same queue.
   live    frames published at a fixed rate (50 % of mqimg's drain rate) as JSON envelopes; latency =
-          record arrival - envelope ts (p50/p99/max).
+          record arrival - envelope ts (p50/p99/max). Optionally per durability mode (--live-sync) and
+          while another process writes 2 GB to the same filesystem (--live-writer).
   burst   10,000 frames at QoS 0 far beyond capacity: peak RSS, no crash, every frame either decoded or
           dropped with a `queue` failure record; published vs received by mqimg.
   ceiling the project's criterion bench (`cargo bench --bench decode`): single-core JPEG->RGB8 rate x cores.
+  viewers the 720p drain again, back to back without and with 20 viewers of the drained topic's MJPEG
+          stream (/stream/{topic}), each reading at most 10 frames/s: the drain rate they cost, mqimg's peak
+          RSS with them, what they received.
 
 Only the standard library is needed for mqimg's cases (records are observed by a tiny MQTT 3.1.1
 subscriber below). The reference consumer needs paho-mqtt, numpy and opencv-python-headless in the Python
@@ -42,6 +46,8 @@ import sys
 import tempfile
 import threading
 import time
+
+from viewers import Viewer, viewer_stats
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -384,12 +390,14 @@ class Bench:
         self.port = None
         self.seq = 0
         self.results = {"stamp": self.stamp, "drain": [], "live": [], "burst": None, "ceiling": {},
-                        "notices": [], "targets": []}
+                        "viewers": [], "notices": [], "targets": []}
         self.ref_ok = False
         self.idle_spent = 0.0
         self.metrics_port = {}
         dflt = subprocess.run([self.mqimg, "print-default-config"], capture_output=True, text=True).stdout
-        self.has_metrics = "[metrics]" in dflt
+        # [http] replaced [metrics] (which older binaries have); the bench sets whichever the binary lists
+        self.http_section = "http" if "[http]" in dflt else "metrics" if "[metrics]" in dflt else None
+        self.has_metrics = self.http_section is not None
         self.has_verify = "verify_entropy" in dflt
 
     # ---------------- broker
@@ -463,7 +471,7 @@ class Bench:
         return ok
 
     def write_config(self, tag, topic, client_id, *, store=True, workers=0, sub_qos=1, encoding="auto",
-                     verify_entropy=None):
+                     verify_entropy=None, sync=None):
         """mqimg's config as a user would write it; only the bench-specific keys differ from the defaults."""
         outdir = os.path.join(self.work, f"frames-{tag}") if store else None
         lines = [
@@ -482,6 +490,8 @@ class Bench:
         ]
         if outdir:
             lines += [f'dir = "{outdir}"', 'format = "original"']
+            if sync:
+                lines.append(f'sync = "{sync}"')
         else:
             lines += ["# dir unset: no frame files, records only"]
         lines += ['results_topic = "mqimg/results/{topic}"', 'errors_topic = "mqimg/errors/{topic}"', "qos = 1",
@@ -493,7 +503,7 @@ class Bench:
             # the endpoint stays on as by default, on a free port instead of the fixed 9464
             port = freeport()
             self.metrics_port[tag] = port
-            lines += ["[metrics]", f'listen = "127.0.0.1:{port}"', ""]
+            lines += [f"[{self.http_section}]", f'listen = "127.0.0.1:{port}"', ""]
         path = os.path.join(self.work, f"{tag}.toml")
         open(path, "w").write("\n".join(lines))
         shutil.copy(path, os.path.join(self.logdir, f"{tag}.toml"))
@@ -677,7 +687,7 @@ class Bench:
 
     # ---------------- drain: mqimg
 
-    def drain_mqimg(self, size, n, variant):
+    def drain_mqimg(self, size, n, variant, viewers=0):
         store = variant != "records-only"
         workers = 1 if variant == "1-worker" else 0
         tag = self.next_tag(f"drain-mqimg-{variant}-{size}")
@@ -715,6 +725,10 @@ class Bench:
         obs.watch = [pid, self.broker.pid]
         rss = RssSampler(pid)
         rss.start()
+        stop_viewers = threading.Event()
+        watching = [Viewer(self.metrics_port[tag], topic, self.a.viewer_rate, stop_viewers) for _ in range(viewers)]
+        for v in watching:
+            v.start()
         deadline = time.time() + self.a.timeout
         stall = None
         while not obs.done.wait(0.2):
@@ -732,6 +746,11 @@ class Bench:
                 stall = f"timeout after {self.a.timeout:.0f}s with {len(obs.msgs)} of {n} records"
                 break
         time.sleep(0.3)  # late duplicates, if any
+        stop_viewers.set()
+        for v in watching:
+            v.join(5)
+        if watching:
+            row["viewers"] = self._viewer_stats(watching, obs)
         row["metrics"] = self.scrape(tag)
         killed = self.stop_proc(p, pid)
         rss.stop.set()
@@ -739,6 +758,29 @@ class Bench:
         s_end = snap([self.broker.pid])
         return self._finish_mqimg_row(row, obs, logpath, timefile, stall, killed, rss, outdir, n, size,
                                       s_start, s_end, pid)
+
+    def _viewer_stats(self, watching, obs):
+        out = viewer_stats(watching, obs.records(), self.a.viewer_rate)
+        log(f"   viewers: {out['count']} × ≤{out['max_rate']} fps: mean {out['fps_mean']} fps each, "
+            f"{out['parts_min']}-{out['parts_max']} frames each, {out.get('mb_per_s', '-')} MB/s served")
+        return out
+
+    def viewers(self, size, n):
+        """The drain without, then with, viewers of its topic's stream (back to back, same conditions)."""
+        log(f"== viewers: {size} drain of {n} frames without and with {self.a.viewers} stream viewers")
+        if not self.has_metrics:
+            self.notice("viewers skipped: this mqimg has no HTTP listener key")
+            return None
+        without = self.drain_best(self.drain_mqimg, size, n, "user")
+        with_ = self.drain_best(self.drain_mqimg, size, n, "viewers", self.a.viewers)
+        with_["variant"] = "viewers"
+        out = {"size": size, "frames": n, "viewers": self.a.viewers, "viewer_rate": self.a.viewer_rate,
+               "without": without, "with": with_}
+        if without.get("fps") and with_.get("fps"):
+            out["drop_pct"] = round(100 * (1 - with_["fps"] / without["fps"]), 1)
+            log(f"   drain {without['fps']} → {with_['fps']} frames/s with viewers ({out['drop_pct']} % lower); "
+                f"peak RSS {without.get('peak_rss_mb')} → {with_.get('peak_rss_mb')} MB")
+        return out
 
     def _fail(self, row, logpath):
         row["log_tail"] = open(logpath, errors="replace").read()[-2000:] if os.path.exists(logpath) else ""
@@ -896,16 +938,22 @@ class Bench:
 
     # ---------------- live
 
-    def live(self, size, rate, seconds, variant="user"):
-        tag = self.next_tag(f"live-{variant}-{size}" if variant != "user" else f"live-{size}")
+    def live(self, size, rate, seconds, variant="user", sync=None, writer=False):
+        kind = f"live-{variant}-{size}" if variant != "user" else f"live-{size}"
+        if sync:
+            kind += f"-sync-{sync}"
+        if writer:
+            kind += "-writer"
+        tag = self.next_tag(kind)
         topic = f"cameras/bench/{tag}"
         cid = f"mqimg-bench-{tag}"
         fixture = os.path.join(FIXTURES, f"photo-{size}.jpg")
         n = max(20, int(rate * seconds))
-        cfg, outdir = self.write_config(tag, topic, cid, store=(variant != "records-only"))
+        cfg, outdir = self.write_config(tag, topic, cid, store=(variant != "records-only"), sync=sync)
         logpath = os.path.join(self.logdir, f"{tag}.log")
-        row = {"tag": tag, "size": size, "variant": variant, "rate_hz": round(rate, 1), "frames": n}
-        log(f"== {tag}: {n} JSON frames at {rate:.1f}/s")
+        row = {"tag": tag, "size": size, "variant": variant, "rate_hz": round(rate, 1), "frames": n,
+               "sync": sync or "default", "writer": bool(writer)}
+        log(f"== {tag}: {n} JSON frames at {rate:.1f}/s" + (f", {self.a.writer_mb} MB written alongside" if writer else ""))
         self.wait_idle()
         row["loadavg"] = loadavg()
         obs = Observer(self.port, [f"mqimg/results/{topic}", f"mqimg/errors/{topic}"], expect=n)
@@ -919,10 +967,13 @@ class Bench:
             obs.close()
             return self._fail(row, logpath)
         s0 = snap([pid, self.broker.pid])
+        wproc = self.start_writer(tag) if writer else None
         row["publish"] = self.publish(fixture, topic, n, qos=1, encoding="json", rate=rate,
                                       logname=f"{tag}.publish.log")
         obs.done.wait(self.a.idle_timeout)
         s1 = snap([pid, self.broker.pid])
+        if wproc:
+            row["writer_run"] = self.stop_writer(wproc)
         killed = self.stop_proc(p, pid)
         obs.close()
         recs = obs.records()
@@ -975,6 +1026,26 @@ class Bench:
                               f"{row['failure_records']} failure records")
             log("   !! " + row["anomaly"])
         return row
+
+    def start_writer(self, tag):
+        """Another process writing --writer-mb MB to the filesystem the frames go to (buffered, as a build
+        or a copy would): what a syncfs per batch must then flush too."""
+        path = os.path.join(self.work, f"writer-{tag}.bin")
+        p = subprocess.Popen(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={self.a.writer_mb}", "status=none"])
+        return (p, path, time.time())
+
+    @staticmethod
+    def stop_writer(w):
+        p, path, t0 = w
+        finished = p.poll() is not None
+        if not finished:
+            p.terminate()
+        p.wait()
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        return {"finished_within_case": finished, "seconds": round(time.time() - t0, 1)}
 
     # ---------------- burst
 
@@ -1118,7 +1189,7 @@ class Bench:
         log(f"mqimg {info['mqimg']} ({info['git_head']}{' + uncommitted changes' if info['git_dirty'] else ''}), "
             f"{NCPU} CPUs, load {' '.join(info['loadavg_start'])}")
         self.ref_ok = self.check_reference()
-        only = set(a.only.split(",")) if a.only else {"ceiling", "drain", "live", "burst"}
+        only = set(a.only.split(",")) if a.only else {"ceiling", "drain", "live", "burst", "viewers"}
 
         if "ceiling" in only:
             self.ceiling(sizes)
@@ -1134,7 +1205,7 @@ class Bench:
                     if self.ref_ok:
                         self.results["drain"].append(self.drain_best(self.drain_reference, s, frames[s]))
                     self.results["drain"].append(self.drain_best(self.drain_mqimg, s, frames[s], "user"))
-                    if s in EXTRA_SIZES or a.all_variants:
+                    if (s in EXTRA_SIZES or a.all_variants) and not a.no_drain_variants:
                         for v in ("records-only", "1-worker") + (("no-verify",) if self.has_verify else ()):
                             self.results["drain"].append(self.drain_best(self.drain_mqimg, s, frames[s], v))
                     self.save()
@@ -1145,11 +1216,20 @@ class Bench:
                         self.notice(f"live {s}: no drain rate to take 50 % of (pass --live-rate)")
                         continue
                     rate = fps * a.live_load if self._drain_fps(s, "mqimg", "user") else fps
+                    syncs = a.live_sync.split(",") if a.live_sync else [None]
+                    writers = {"off": [False], "on": [True], "both": [False, True]}[a.live_writer]
                     for v in a.live_variants.split(","):
-                        self.results["live"].append(self.live(s, rate, a.live_seconds, v))
+                        for sync in syncs:
+                            for w in writers:
+                                self.results["live"].append(self.live(s, rate, a.live_seconds, v, sync, w))
                     self.save()
             if "burst" in only:
                 self.results["burst"] = self.burst(a.burst_size, a.burst_frames)
+            if "viewers" in only and a.viewers > 0:
+                v = self.viewers(a.viewer_size, a.viewer_frames)
+                if v:
+                    self.results["viewers"].append(v)
+                self.save()
         finally:
             alive = self.broker_alive()
             self.stop_broker()
@@ -1195,6 +1275,12 @@ class Bench:
             t.append({"target": name, "size": size, "value": value, "goal": goal,
                       "status": ("n/a" if ok is None else "PASS" if ok else "MISS"), "detail": detail})
 
+        for v in self.results["viewers"]:
+            drop = v.get("drop_pct")
+            add(f"{v['viewers']} stream viewers at ≤ {v['viewer_rate']} fps lower the drain by ≤ 10 %", v["size"],
+                drop, 10, None if drop is None else drop <= 10,
+                f"{v['without'].get('fps')} → {v['with'].get('fps')} frames/s, same run, back to back")
+
         for s in TARGET_SIZES:
             u = self._drain_row(s, "mqimg", "user")
             ref = self._drain_row(s, "reference")
@@ -1228,15 +1314,16 @@ class Bench:
         else:
             add("peak RSS ≤ reference (1920x1080 drain)", "1920x1080", None, None, None, "not measured")
         for lv in self.results["live"]:
-            if lv.get("variant", "user") != "user":
+            if lv.get("variant", "user") != "user" or lv.get("writer"):
                 continue
             dm, src = self.decode_ms(lv["size"])
             p99 = (lv.get("latency_ms") or {}).get("p99")
+            label = lv["size"] + (f" sync={lv['sync']}" if lv.get("sync", "default") != "default" else "")
             if dm is None or p99 is None:
-                add("live p99 ≤ 3× decode + 10 ms", lv["size"], p99, None, None, "no decode time or no latency")
+                add("live p99 ≤ 3× decode + 10 ms", label, p99, None, None, "no decode time or no latency")
                 continue
             goal = round(3 * dm + 10, 1)
-            add("live p99 ≤ 3× decode + 10 ms", lv["size"], p99, goal, p99 <= goal,
+            add("live p99 ≤ 3× decode + 10 ms", label, p99, goal, p99 <= goal,
                 f"decode {dm:.2f} ms ({src}); rate {lv['rate_hz']}/s")
         b = self.results.get("burst")
         if b:
@@ -1313,12 +1400,40 @@ class Bench:
                 a_, b_ = r.get("publish_to_received_ms") or {}, r.get("received_to_record_ms") or {}
                 notes = "; ".join(str(r[k]) for k in ("error", "anomaly", "shutdown") if r.get(k))
                 vname = "" if r.get("variant", "user") == "user" else f" ({r['variant']})"
+                if r.get("sync", "default") != "default":
+                    vname += f" sync={r['sync']}"
+                if r.get("writer"):
+                    vname += " +writer"
                 L.append(f"| {r['size']}{vname} | {r['rate_hz']} | {r.get('records', '-')}/{r['frames']} | {fmt(lm.get('p50'))} | "
                          f"{fmt(lm.get('p90'))} | {fmt(lm.get('p99'))} | {fmt(lm.get('max'))} | "
                          f"{fmt(a_.get('p50'))} / {fmt(a_.get('p99'))} | {fmt(b_.get('p50'))} / {fmt(b_.get('p99'))} | "
                          f"{fmt(r.get('decode_ms_p50'), 1)} / {fmt(r.get('decode_ms_p99'), 1)} | "
                          f"{fmt(r.get('cpu_pct'), 0)} | {fmt(r.get('peak_rss_mb'), 0)} | {notes} |")
             L.append("")
+            modes = [r for r in R["live"] if r.get("variant", "user") == "user"
+                     and (r.get("sync", "default") != "default" or r.get("writer"))]
+            if modes:
+                L.append("### Durability modes (`output.sync`): live latency alone and while another process writes "
+                         f"{self.a.writer_mb} MB to the same filesystem")
+                L.append("")
+                L.append("| frame | sync | rate /s | alone p50 / p99 / max ms | with writer p50 / p99 / max ms | goal p99 ms |")
+                L.append("|---|---|---:|---:|---:|---:|")
+                seen = []
+                for r in modes:
+                    key = (r["size"], r.get("sync", "default"))
+                    if key in seen:
+                        continue
+                    seen.append(key)
+                    cells = []
+                    for w in (False, True):
+                        m = next((x for x in modes if (x["size"], x.get("sync", "default")) == key
+                                  and bool(x.get("writer")) == w), None)
+                        lm = (m or {}).get("latency_ms") or {}
+                        cells.append(f"{fmt(lm.get('p50'))} / {fmt(lm.get('p99'))} / {fmt(lm.get('max'))}" if m else "-")
+                    dm, _ = self.decode_ms(r["size"])
+                    goal = fmt(round(3 * dm + 10, 1)) if dm is not None else "-"
+                    L.append(f"| {key[0]} | {key[1]} | {r['rate_hz']} | {cells[0]} | {cells[1]} | {goal} |")
+                L.append("")
         b = R.get("burst")
         if b:
             L.append(f"### QoS 0 burst: {b['published']} × {b['size']} frames published at max rate (subscription qos 0)")
@@ -1334,6 +1449,24 @@ class Bench:
             if b.get("rss_mb_per_second"):
                 L.append("")
                 L.append("mqimg RSS (max per second, MB): " + ", ".join(f"{x:.0f}" for x in b["rss_mb_per_second"]))
+            L.append("")
+        if R["viewers"]:
+            L.append("### Viewers: the drain without and with MJPEG viewers of the drained topic (each reads ≤ the stated fps)")
+            L.append("")
+            L.append("| frame | frames | viewers × max fps | drain frames/s without | with | lower by | viewer fps (mean) | "
+                     "frames per viewer | MB/s served | mqimg CPU % without / with | peak RSS MB without / with | notes |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+            for v in R["viewers"]:
+                wo, w = v["without"], v["with"]
+                vs = w.get("viewers") or {}
+                notes = "; ".join(str(r[k]) for r in (wo, w) for k in ("error", "anomaly", "stall") if r.get(k))
+                if vs.get("errors"):
+                    notes += "; viewer errors: " + "; ".join(vs["errors"])
+                L.append(f"| {v['size']} | {v['frames']} | {v['viewers']} × {v['viewer_rate']} | {fmt(wo.get('fps'))} | "
+                         f"{fmt(w.get('fps'))} | {fmt(v.get('drop_pct'))} % | {fmt(vs.get('fps_mean'))} | "
+                         f"{vs.get('parts_min', '-')}-{vs.get('parts_max', '-')} | {fmt(vs.get('mb_per_s'))} | "
+                         f"{fmt(wo.get('cpu_pct_window'), 0)} / {fmt(w.get('cpu_pct_window'), 0)} | "
+                         f"{fmt(wo.get('peak_rss_mb'), 0)} / {fmt(w.get('peak_rss_mb'), 0)} | {notes} |")
             L.append("")
         if R["targets"]:
             L.append("### Targets")
@@ -1357,7 +1490,7 @@ def main():
                     help="smoke run: 1280x720 and 1920x1080 only, 20 %% of the frames, 4 s live, 2000-frame burst")
     ap.add_argument("--sizes", help="comma list (default: 640x480,1280x720,1920x1080,3840x2160)")
     ap.add_argument("--scale", type=float, help="multiply the frame counts (2000/1000/600/200)")
-    ap.add_argument("--only", help="comma list of sections: ceiling,drain,live,burst (default: all)")
+    ap.add_argument("--only", help="comma list of sections: ceiling,drain,live,burst,viewers (default: all)")
     ap.add_argument("--all-variants", action="store_true", help="records-only and 1-worker rows at every size")
     ap.add_argument("--mqimg", default=os.path.join(ROOT, "target", "release", "mqimg"))
     ap.add_argument("--ref-python", default=sys.executable, help="Python with paho-mqtt, numpy, cv2 for the reference")
@@ -1373,6 +1506,18 @@ def main():
     ap.add_argument("--live-seconds", type=float)
     ap.add_argument("--live-variants", default="user",
                     help="comma list: user (records + stored, the target) and/or records-only (output.dir unset)")
+    ap.add_argument("--live-sync", help="comma list of output.sync modes (batch,file,none) to run each live case "
+                                         "with (default: the daemon's default only)")
+    ap.add_argument("--live-writer", choices=("off", "on", "both"), default="off",
+                    help="run live cases while another process (dd) writes --writer-mb MB to the frames' filesystem")
+    ap.add_argument("--writer-mb", type=int, default=2048)
+    ap.add_argument("--no-drain-variants", action="store_true",
+                    help="drain only mqimg as configured (and the reference): no records-only, 1-worker, no-verify rows")
+    ap.add_argument("--viewers", type=int, default=20, help="MJPEG viewers in the viewers section (0 = skip it)")
+    ap.add_argument("--viewer-rate", type=float, default=10, help="frames per second each viewer takes at most")
+    ap.add_argument("--viewer-size", default="1280x720")
+    ap.add_argument("--viewer-frames", type=int, default=600,
+                    help="frames of each viewers-section drain (not scaled by --quick: shorter is noise)")
     ap.add_argument("--burst-frames", type=int)
     ap.add_argument("--burst-size", default="640x480")
     ap.add_argument("--broker-nodelay", action="store_true", help="set_tcp_nodelay true in the broker")

@@ -60,6 +60,7 @@ fn jpeg_to_rgb(c: &mut Criterion) {
 /// Base64 payload → RGB8 and its record, as a worker processes a frame (no file, no MQTT).
 fn base64_to_rgb(c: &mut Criterion) {
     let options = Options::default();
+    let budget = mqimg::frame::budget::MemoryBudget::new(1 << 30);
     let mut group = c.benchmark_group("frame/base64-to-rgb");
     for (id, path, width, height) in FRAMES {
         let payload = base64::engine::general_purpose::STANDARD
@@ -73,6 +74,7 @@ fn base64_to_rgb(c: &mut Criterion) {
                     Some("bench"),
                     std::time::SystemTime::now(),
                     &options,
+                    &budget,
                 )
                 .expect("fixture decodes")
             });

@@ -2,9 +2,10 @@
 //!
 //! How a frame moves, the module layers and the invariants are in `ARCHITECTURE.md` (the one diagram).
 //! The modules, lowest layer first; each uses only the ones before it:
-//! - [`frame`]: pure frame processing: payload detection, decoding under limits, records, topics.
+//! - [`frame`]: pure frame processing: payload detection, decoding under limits, records, topics, and
+//!   the assembly of frames split over many messages.
 //! - [`config`]: settings from a TOML file and `MQIMG__…` environment variables, parsed once into types.
-//! - [`ops`]: what operators watch: metrics, readiness, the HTTP endpoint, logs.
+//! - [`ops`]: what operators watch: metrics, readiness, the HTTP listener and its live view, logs.
 //! - [`daemon`]: the MQTT connection, at-least-once delivery, decode workers, frame files.
 //! - [`cli`]: subcommands, including the one-shot `decode` and the `publish` camera emulator.
 

@@ -22,12 +22,32 @@ pub fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
     let options = settings
         .decode
         .options(args.encoding, args.json_field.clone());
-    let (record, status) = match frame::process(&payload, None, SystemTime::now(), &options) {
+    // One frame: the budget only refuses an image that alone needs more than all of it.
+    let budget = settings.decode.memory_budget();
+    let received_at = SystemTime::now();
+    // A decoder bug must end as a failure record, as it does in the daemon's workers, not a crash.
+    let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        frame::process(&payload, None, received_at, &options, &budget)
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(crate::frame::record::Failure::new(
+            None,
+            received_at,
+            payload.len(),
+            crate::frame::record::Stage::Decode,
+            format!("the decoder crashed on this payload: {what}"),
+        ))
+    });
+    let (record, status) = match processed {
         Ok(mut processed) => {
             if let Some(out) = &args.out {
                 let format = encode::format_for_path(out, processed.decoded.format)?;
-                let bytes = encode::encode(&processed, format)?;
-                sink::write_atomic(out, &bytes)?;
+                sink::write_atomic_with(out, |file| encode::write(&processed, format, file))?;
                 processed.record.path = Some(out.display().to_string());
             }
             (

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
 
+use crate::frame::chunks::Mode;
 use crate::frame::payload::{Detected, Encoding};
 
 /// Exit status when the input was rejected (its failure record is on stdout).
@@ -77,9 +78,12 @@ pub struct PublishArgs {
     /// Broker URL, `mqtt://host:port`.
     #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     pub broker: String,
-    /// Topic to publish on.
+    /// Topic to publish on; with --chunks, the frame's topic (start-data-end and topic-index parts
+    /// go below it).
     #[arg(long)]
     pub topic: String,
+    /// How each file is wrapped. With --chunks: how start-data-end and until-eoi pieces are sent (raw
+    /// or base64); json-parts data is always base64, topic-index and header-blocks blocks always raw.
     #[arg(
         long,
         default_value_t = Detected::Base64,
@@ -98,9 +102,45 @@ pub struct PublishArgs {
     /// Client id (default: `mqimg-publish-<pid>`).
     #[arg(long)]
     pub client_id: Option<String>,
+    #[command(flatten)]
+    pub chunking: ChunkArgs,
     /// Image files to publish, in turn.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+/// How `mqimg publish` splits each file over many messages, as small cameras do.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ChunkArgs {
+    /// Split each file over many messages in this convention (README, "Chunked frames"); frames are
+    /// numbered from 0 (the json-parts `id`, the topic-index `{frame_id}`).
+    #[arg(
+        long,
+        default_value_t = Mode::None,
+        value_parser = one_of::<Mode>(&Mode::ALL.map(Mode::name)),
+    )]
+    pub chunks: Mode,
+    /// Bytes of the file per message.
+    #[arg(long, default_value_t = DEFAULT_CHUNK_BYTES)]
+    pub chunk_bytes: usize,
+    /// Send frames two at a time, their messages alternating: two frame ids on the topic
+    /// (json-parts, topic-index), else two cameras (the second on TOPIC-2).
+    #[arg(long)]
+    pub interleave: bool,
+}
+
+/// `--chunk-bytes` by default: a page, well inside any firmware's MQTT buffer but PubSubClient's.
+pub const DEFAULT_CHUNK_BYTES: usize = 4096;
+
+impl Default for ChunkArgs {
+    /// No chunks: each file in one message.
+    fn default() -> Self {
+        Self {
+            chunks: Mode::None,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            interleave: false,
+        }
+    }
 }
 
 /// How `mqimg publish` can wrap an image, in the order `--help` lists them: the default first.
@@ -164,5 +204,38 @@ mod tests {
         assert_eq!(args.encoding, Detected::Base64);
         assert!(parse(&["decode", "--encoding", "data_uri"]).is_err());
         assert!(parse(&["publish", "--topic", "t", "--encoding", "auto", "f.jpg"]).is_err());
+    }
+
+    #[test]
+    fn publish_takes_chunk_modes_by_name() {
+        for mode in Mode::ALL {
+            let args = ["publish", "--topic", "t", "--chunks", mode.name(), "f.jpg"];
+            let Command::Publish(args) = parse(&args).unwrap() else {
+                panic!("not publish")
+            };
+            assert_eq!(args.chunking.chunks, mode);
+            assert_eq!(args.chunking.chunk_bytes, DEFAULT_CHUNK_BYTES);
+        }
+        let args = [
+            "publish",
+            "--topic",
+            "t",
+            "--chunks",
+            "topic-index",
+            "--chunk-bytes",
+            "256",
+            "--interleave",
+            "f.jpg",
+        ];
+        let Command::Publish(args) = parse(&args).unwrap() else {
+            panic!("not publish")
+        };
+        assert_eq!(args.chunking.chunk_bytes, 256);
+        assert!(args.chunking.interleave);
+        let Command::Publish(args) = parse(&["publish", "--topic", "t", "f.jpg"]).unwrap() else {
+            panic!("not publish")
+        };
+        assert_eq!(args.chunking.chunks, Mode::None);
+        assert!(parse(&["publish", "--topic", "t", "--chunks", "json_parts", "f.jpg"]).is_err());
     }
 }

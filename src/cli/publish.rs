@@ -3,14 +3,18 @@
 //! Files are read and wrapped once up front (off the reactor); the publishing loop only hands ready payloads
 //! to the MQTT client, paced by `--rate` when given. A spawned task owns the rumqttc `EventLoop`; for QoS 1
 //! and 2 the run ends only once the broker has acknowledged every message. Also home of the wrapping
-//! itself ([`wrap`]). `--broker` is parsed as the daemon's `broker.url` is ([`BrokerAddr`]).
+//! itself ([`wrap`]). `--broker` is parsed as the daemon's `broker.url` is ([`BrokerAddr`]). With
+//! `--chunks`, files are cut into many messages as small cameras send them (`chunked.rs`).
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod chunked;
+
 use anyhow::{Context as _, anyhow, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Outgoing, Publish, QoS,
 };
@@ -19,6 +23,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::cli::PublishArgs;
 use crate::config::BrokerAddr;
+use crate::frame::chunks::Mode;
 use crate::frame::decode::Format;
 use crate::frame::payload::Detected;
 
@@ -37,7 +42,8 @@ const MQTT_MAX_PACKET: usize = 268_435_455;
 /// Room for the fixed header, topic length and packet id on top of topic and payload.
 const PUBLISH_HEADER_BYTES: usize = 16;
 
-/// Publishes every file `args.count` times, in turn (file 1, file 2, …, file 1, file 2, …).
+/// Publishes every file `args.count` times, in turn (file 1, file 2, …, file 1, file 2, …), each in one
+/// message or, with `--chunks`, in many.
 pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
     let broker: BrokerAddr = args.broker.parse()?;
     let qos = qos(args.qos)?;
@@ -58,68 +64,46 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
     if args.files.is_empty() {
         bail!("no files to publish");
     }
+    let frames = args
+        .count
+        .checked_mul(args.files.len() as u64)
+        .ok_or_else(|| {
+            anyhow!(
+                "--count {} times {} files is too many messages",
+                args.count,
+                args.files.len()
+            )
+        })?;
 
-    let bodies = prepare_all(args.files.clone(), args.encoding, args.topic.clone()).await?;
-    let max_payload = bodies
-        .iter()
-        .map(|body| body.max_len(&args.topic))
-        .max()
-        .unwrap_or(0);
-    let max_packet = max_payload + args.topic.len() + PUBLISH_HEADER_BYTES;
+    let plan = if args.chunking.chunks == Mode::None {
+        if args.chunking.interleave {
+            bail!("--interleave needs --chunks: it alternates the messages of two frames");
+        }
+        let bodies = prepare_all(args.files.clone(), args.encoding, args.topic.clone()).await?;
+        let max_payload = bodies
+            .iter()
+            .map(|body| body.max_len(&args.topic))
+            .max()
+            .unwrap_or(0);
+        Plan::Whole {
+            bodies,
+            max_packet: max_payload + args.topic.len() + PUBLISH_HEADER_BYTES,
+            total: frames,
+        }
+    } else {
+        Plan::Chunked(chunked::prepare(args, frames).await?)
+    };
+    let (max_packet, total) = match &plan {
+        Plan::Whole {
+            max_packet, total, ..
+        } => (*max_packet, *total),
+        Plan::Chunked(frames) => (frames.max_packet(), frames.total_messages()),
+    };
     if max_packet > MQTT_MAX_PACKET {
-        bail!("a {max_payload}-byte payload exceeds MQTT's {MQTT_MAX_PACKET}-byte packet limit");
+        bail!("a {max_packet}-byte message exceeds MQTT's {MQTT_MAX_PACKET}-byte packet limit");
     }
 
-    let total = args.count.checked_mul(bodies.len() as u64).ok_or_else(|| {
-        anyhow!(
-            "--count {} times {} files is too many messages",
-            args.count,
-            bodies.len()
-        )
-    })?;
-
-    let client_id = args
-        .client_id
-        .clone()
-        .unwrap_or_else(|| format!("mqimg-publish-{}", std::process::id()));
-    let mut options = MqttOptions::new(client_id, broker.host(), broker.port());
-    options
-        .set_keep_alive(KEEP_ALIVE)
-        .set_clean_session(true)
-        .set_max_packet_size(MAX_INCOMING_PACKET, max_packet)
-        .set_inflight(MAX_INFLIGHT);
-    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
-    // Without TCP_NODELAY, Nagle's algorithm can hold a small packet (a PUBREL, a payload's tail) back
-    // for the broker's delayed ACK, about 40 ms on Linux.
-    eventloop.network_options.set_tcp_nodelay(true);
-
-    let (connected_tx, connected_rx) = oneshot::channel();
-    let (acked_tx, mut acked_rx) = watch::channel(0u64);
-    let mut driver = tokio::spawn(
-        Driver {
-            eventloop,
-            connected: Some(connected_tx),
-            acked: acked_tx,
-        }
-        .run(),
-    );
-
-    let url = &args.broker;
-    match tokio::time::timeout(CONNECT_TIMEOUT, connected_rx).await {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) => {
-            let error = driver_error(&mut driver).await;
-            return Err(error.context(format!("cannot connect to broker at {url}")));
-        }
-        Err(_) => {
-            driver.abort();
-            bail!(
-                "cannot connect to broker at {url}: no CONNACK within {} s",
-                CONNECT_TIMEOUT.as_secs()
-            );
-        }
-    }
-
+    let mut connection = Connection::open(args, &broker, max_packet).await?;
     let started = Instant::now();
     let mut ticker = period.map(|period| {
         let mut ticker = tokio::time::interval(period);
@@ -128,63 +112,180 @@ pub async fn run(args: &PublishArgs) -> anyhow::Result<()> {
         ticker
     });
     let mut bytes = 0u64;
-    let cycle = bodies.iter().cycle().take(total as usize);
-    for (seq, body) in (0u64..).zip(cycle) {
-        if let Some(ticker) = ticker.as_mut() {
-            ticker.tick().await;
-        }
-        let sent = match body {
-            Body::Ready(template) => {
-                bytes += template.payload.len() as u64;
-                client
-                    .publish_bytes(&args.topic, qos, false, template.payload.clone())
-                    .await
-            }
-            Body::Json { image_base64 } => {
-                let payload = json_envelope(&args.topic, unix_millis(), seq, image_base64);
+    match plan {
+        Plan::Whole { bodies, .. } => {
+            let cycle = bodies.iter().cycle().take(total as usize);
+            for (seq, body) in (0u64..).zip(cycle) {
+                if let Some(ticker) = ticker.as_mut() {
+                    ticker.tick().await;
+                }
+                let payload = match body {
+                    Body::Ready(template) => template.payload.clone(),
+                    Body::Json { image_base64 } => {
+                        json_envelope(&args.topic, unix_millis(), seq, image_base64).into()
+                    }
+                };
                 bytes += payload.len() as u64;
-                client.publish(&args.topic, qos, false, payload).await
+                connection
+                    .publish(&args.topic, qos, payload, (seq, total))
+                    .await?;
             }
-        };
-        if sent.is_err() {
-            // The request channel closes only when the driver has stopped: its error says why.
-            let error = driver_error(&mut driver).await;
-            return Err(error.context(format!(
-                "connection to broker at {url} lost after {seq} of {total} messages"
-            )));
+        }
+        Plan::Chunked(frames) => {
+            let mut messages = frames.spawn();
+            let mut seq = 0;
+            while let Some((topic, payload)) = messages.recv().await {
+                if let Some(ticker) = ticker.as_mut() {
+                    ticker.tick().await;
+                }
+                bytes += payload.len() as u64;
+                connection
+                    .publish(&topic, qos, payload, (seq, total))
+                    .await?;
+                seq += 1;
+            }
         }
     }
-
-    if qos != QoS::AtMostOnce && acked_rx.wait_for(|&acked| acked >= total).await.is_err() {
-        let acked = *acked_rx.borrow();
-        let error = driver_error(&mut driver).await;
-        return Err(error.context(format!(
-            "connection to broker at {url} lost with {acked} of {total} messages acknowledged"
-        )));
-    }
-    // Requests are handled in order: for QoS 0 every publish is written before this.
-    if client.disconnect().await.is_err() {
-        let error = driver_error(&mut driver).await;
-        return Err(error.context(format!(
-            "connection to broker at {url} lost while disconnecting"
-        )));
-    }
-    match driver.await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            return Err(connection_error(error).context(format!(
-                "connection to broker at {url} lost while disconnecting"
-            )));
-        }
-        Err(join) => return Err(anyhow!(join).context("MQTT event loop task failed")),
-    }
+    connection.finish(qos, total).await?;
 
     let secs = started.elapsed().as_secs_f64();
+    let frames = if args.chunking.chunks == Mode::None {
+        String::new()
+    } else {
+        format!(" ({frames} frames)")
+    };
     eprintln!(
-        "published {total} messages, {bytes} bytes in {secs:.2} s ({:.1} msg/s)",
+        "published {total} messages{frames}, {bytes} bytes in {secs:.2} s ({:.1} msg/s)",
         total as f64 / secs.max(f64::EPSILON)
     );
     Ok(())
+}
+
+/// What a run publishes, ready before connecting.
+enum Plan {
+    /// Each file in one message.
+    Whole {
+        bodies: Vec<Body>,
+        max_packet: usize,
+        total: u64,
+    },
+    Chunked(chunked::Frames),
+}
+
+/// A connected client and the task driving its event loop.
+struct Connection {
+    client: AsyncClient,
+    driver: tokio::task::JoinHandle<Result<(), ConnectionError>>,
+    /// Messages the broker acknowledged so far.
+    acked: watch::Receiver<u64>,
+    /// The broker URL as given, for messages.
+    url: String,
+}
+
+impl Connection {
+    /// Connects, waiting for the CONNACK at most [`CONNECT_TIMEOUT`].
+    async fn open(
+        args: &PublishArgs,
+        broker: &BrokerAddr,
+        max_packet: usize,
+    ) -> anyhow::Result<Self> {
+        let client_id = args
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("mqimg-publish-{}", std::process::id()));
+        let mut options = MqttOptions::new(client_id, broker.host(), broker.port());
+        options
+            .set_keep_alive(KEEP_ALIVE)
+            .set_clean_session(true)
+            .set_max_packet_size(MAX_INCOMING_PACKET, max_packet)
+            .set_inflight(MAX_INFLIGHT);
+        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+        // Without TCP_NODELAY, Nagle's algorithm can hold a small packet (a PUBREL, a payload's tail)
+        // back for the broker's delayed ACK, about 40 ms on Linux.
+        eventloop.network_options.set_tcp_nodelay(true);
+
+        let (connected_tx, connected_rx) = oneshot::channel();
+        let (acked_tx, acked) = watch::channel(0u64);
+        let mut driver = tokio::spawn(
+            Driver {
+                eventloop,
+                connected: Some(connected_tx),
+                acked: acked_tx,
+            }
+            .run(),
+        );
+
+        let url = &args.broker;
+        match tokio::time::timeout(CONNECT_TIMEOUT, connected_rx).await {
+            Ok(Ok(())) => Ok(Self {
+                client,
+                driver,
+                acked,
+                url: url.clone(),
+            }),
+            Ok(Err(_)) => {
+                let error = driver_error(&mut driver).await;
+                Err(error.context(format!("cannot connect to broker at {url}")))
+            }
+            Err(_) => {
+                driver.abort();
+                bail!(
+                    "cannot connect to broker at {url}: no CONNACK within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                );
+            }
+        }
+    }
+
+    /// Hands one message to the client; `(seq, total)` say how far the run got, for the error.
+    async fn publish(
+        &mut self,
+        topic: &str,
+        qos: QoS,
+        payload: Bytes,
+        (seq, total): (u64, u64),
+    ) -> anyhow::Result<()> {
+        if self
+            .client
+            .publish_bytes(topic, qos, false, payload)
+            .await
+            .is_err()
+        {
+            // The request channel closes only when the driver has stopped: its error says why.
+            let error = driver_error(&mut self.driver).await;
+            return Err(error.context(format!(
+                "connection to broker at {} lost after {seq} of {total} messages",
+                self.url
+            )));
+        }
+        Ok(())
+    }
+
+    /// Waits for the broker to acknowledge all `total` messages (QoS 1 and 2), then disconnects.
+    async fn finish(mut self, qos: QoS, total: u64) -> anyhow::Result<()> {
+        let url = &self.url;
+        if qos != QoS::AtMostOnce && self.acked.wait_for(|&acked| acked >= total).await.is_err() {
+            let acked = *self.acked.borrow();
+            let error = driver_error(&mut self.driver).await;
+            return Err(error.context(format!(
+                "connection to broker at {url} lost with {acked} of {total} messages acknowledged"
+            )));
+        }
+        // Requests are handled in order: for QoS 0 every publish is written before this.
+        if self.client.disconnect().await.is_err() {
+            let error = driver_error(&mut self.driver).await;
+            return Err(error.context(format!(
+                "connection to broker at {url} lost while disconnecting"
+            )));
+        }
+        match self.driver.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(connection_error(error).context(format!(
+                "connection to broker at {url} lost while disconnecting"
+            ))),
+            Err(join) => Err(anyhow!(join).context("MQTT event loop task failed")),
+        }
+    }
 }
 
 /// Wraps image bytes as `mqimg publish` sends them with `encoding`.
@@ -357,106 +458,4 @@ fn unix_millis() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wrap_raw_is_the_bytes_themselves() {
-        assert_eq!(wrap(b"\xff\xd8abc", Detected::Raw, "t", 0), b"\xff\xd8abc");
-    }
-
-    #[test]
-    fn wrap_base64_uses_the_padded_standard_alphabet() {
-        assert_eq!(wrap(&[0xfb, 0xff], Detected::Base64, "t", 0), b"+/8=");
-    }
-
-    #[test]
-    fn wrap_data_uri_names_png_or_jpeg_from_the_magic_bytes() {
-        let png = wrap(b"\x89PNG\r\n\x1a\n", Detected::DataUri, "t", 0);
-        assert_eq!(png, b"data:image/png;base64,iVBORw0KGgo=");
-        let jpeg = wrap(b"\xff\xd8\xff", Detected::DataUri, "t", 0);
-        assert_eq!(jpeg, b"data:image/jpeg;base64,/9j/");
-    }
-
-    #[test]
-    fn wrap_json_carries_camera_ts_seq_and_image() {
-        let before = unix_millis();
-        let bytes = wrap(b"\xff\xd8\xff", Detected::Json, "cams/\"door\"", 7);
-        let value: serde_json::Value = serde_json::from_slice(&bytes).expect("valid JSON");
-        assert_eq!(value["camera"], "cams/\"door\"");
-        assert_eq!(value["seq"], 7);
-        assert_eq!(value["image"], "/9j/");
-        let ts = value["ts"].as_u64().expect("ts is a number");
-        assert!(ts >= before, "ts {ts} is unix milliseconds");
-    }
-
-    #[test]
-    fn json_size_estimate_covers_the_largest_envelope() {
-        let body = Body::prepare(vec![1, 2, 3], Detected::Json, "t");
-        let largest = json_envelope("t", u64::MAX, u64::MAX, "AQID");
-        assert_eq!(body.max_len("t"), largest.len());
-    }
-
-    #[tokio::test]
-    async fn bad_arguments_fail_before_connecting() {
-        let args = |rate: Option<f64>, count: u64| PublishArgs {
-            // Nothing is ever connected to: every case fails validation first.
-            broker: String::from("mqtt://127.0.0.1:9"),
-            topic: String::from("cams/door"),
-            encoding: Detected::Base64,
-            qos: 1,
-            count,
-            rate,
-            client_id: None,
-            files: vec![std::path::PathBuf::from("/nonexistent/frame.jpg")],
-        };
-        let error = |args: PublishArgs| async move {
-            format!("{:#}", run(&args).await.expect_err("invalid arguments"))
-        };
-        assert!(
-            error(args(Some(0.0), 1))
-                .await
-                .contains("--rate must be a positive")
-        );
-        assert!(
-            error(args(Some(f64::NAN), 1))
-                .await
-                .contains("--rate must be a positive")
-        );
-        assert!(error(args(Some(1e-300), 1)).await.contains("too low"));
-        assert!(
-            error(args(None, 0))
-                .await
-                .contains("--count must be at least 1")
-        );
-        assert!(
-            error(args(None, 1))
-                .await
-                .contains("cannot read /nonexistent/frame.jpg")
-        );
-    }
-
-    #[tokio::test]
-    async fn the_broker_url_is_parsed_as_the_daemon_parses_it() {
-        let args = PublishArgs {
-            broker: String::from("mqtts://127.0.0.1:8883"),
-            topic: String::from("cams/door"),
-            encoding: Detected::Base64,
-            qos: 1,
-            count: 1,
-            rate: None,
-            client_id: None,
-            files: vec![std::path::PathBuf::from("/nonexistent/frame.jpg")],
-        };
-        let error = format!("{:#}", run(&args).await.expect_err("an unsupported scheme"));
-        assert!(error.contains("unsupported scheme `mqtts`"), "{error}");
-    }
-
-    #[test]
-    fn topics_with_wildcards_are_rejected() {
-        assert!(validate_topic("cams/door").is_ok());
-        assert!(validate_topic("cams/+").is_err());
-        assert!(validate_topic("cams/#").is_err());
-        assert!(validate_topic("").is_err());
-    }
-}
+mod tests;

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use super::{ConfigError, ENV_PREFIX, Qos, Secret, Settings, Subscription, env_name};
+use super::{
+    ConfigError, Deprecated, ENV_PREFIX, Secret, Settings, Subscription, TopicRetention, env_name,
+};
 
 /// Between the prefix and each key part of an environment variable.
 const SEPARATOR: &str = "__";
@@ -60,7 +62,10 @@ fn from_text(
     check_keys(&table, &schema, "")?;
     let mut root = Value::Table(table);
     let schema = Value::Table(schema);
-    for (name, value) in environment(env)? {
+    // Old names are renamed within each source, so the environment still overrides the file.
+    let mut deprecated = rename_old_keys(&mut root)?;
+    let env = rename_old_vars(environment(env)?, &mut deprecated)?;
+    for (name, value) in env {
         let parts: Vec<String> = name
             .split(SEPARATOR)
             .skip(1)
@@ -72,10 +77,106 @@ fn from_text(
         };
         place(&mut root, &schema, &parts, &mut String::new(), &var)?;
     }
-    let settings: Settings = serde_path_to_error::deserialize(root)
+    let mut settings: Settings = serde_path_to_error::deserialize(root)
         .map_err(|e| ConfigError::invalid(&e.path().to_string(), e.inner().message().trim()))?;
+    settings.deprecated = deprecated;
     settings.validate()?;
     Ok(settings)
+}
+
+/// Keys renamed since configs were first written, old name first. Old names are still read (from
+/// the file and the environment) and reported at startup.
+const RENAMED: [Deprecated; 1] = [Deprecated {
+    old: "metrics.listen",
+    new: "http.listen",
+}];
+
+/// Moves values set under an old key name to the new one. Both set to different values is an error:
+/// which one the operator meant cannot be known.
+fn rename_old_keys(root: &mut Value) -> Result<Vec<Deprecated>, ConfigError> {
+    let mut used = Vec::new();
+    for renamed in RENAMED {
+        let Some(value) = take(root, renamed.old) else {
+            continue;
+        };
+        let (section, key) = renamed.new.split_once('.').unwrap_or(("", renamed.new));
+        let Value::Table(top) = &mut *root else { break };
+        let Value::Table(table) = top
+            .entry(section)
+            .or_insert_with(|| Value::Table(Table::new()))
+        else {
+            // A non-table section is for the typed deserialisation to report.
+            continue;
+        };
+        match table.get(key) {
+            Some(new) if *new != value => {
+                return Err(ConfigError::invalid(
+                    renamed.old,
+                    format!(
+                        "is the old name of {} ({}), which is set too, to another value: keep only {}",
+                        renamed.new,
+                        env_name(renamed.new),
+                        renamed.new
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                table.insert(key.to_owned(), value);
+            }
+        }
+        used.push(renamed);
+    }
+    Ok(used)
+}
+
+/// Renames variables of old key names (`MQIMG__METRICS__LISTEN`) to the new ones. Both set to
+/// different values is an error, as in the file.
+fn rename_old_vars(
+    mut vars: Vec<(String, String)>,
+    deprecated: &mut Vec<Deprecated>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    for renamed in RENAMED {
+        let (old, new) = (env_name(renamed.old), env_name(renamed.new));
+        let Some(at) = vars.iter().position(|(name, _)| *name == old) else {
+            continue;
+        };
+        let (_, value) = vars.remove(at);
+        match vars.iter().find(|(name, _)| *name == new) {
+            Some((_, other)) if *other != value => {
+                return Err(ConfigError::Invalid {
+                    key: renamed.old.to_owned(),
+                    env: old,
+                    problem: format!(
+                        "is the old name of {} ({new}), which is set too, to another value: keep only {new}",
+                        renamed.new
+                    ),
+                });
+            }
+            Some(_) => {}
+            None => vars.push((new, value)),
+        }
+        if !deprecated.contains(&renamed) {
+            deprecated.push(renamed);
+        }
+    }
+    Ok(vars)
+}
+
+/// Removes `section.key` from `root` and returns its value; drops the section when nothing is left in it.
+fn take(root: &mut Value, dotted: &str) -> Option<Value> {
+    let (section, key) = dotted.split_once('.')?;
+    let Value::Table(root) = root else {
+        return None;
+    };
+    let Some(Value::Table(table)) = root.get_mut(section) else {
+        return None;
+    };
+    let value = table.remove(key)?;
+    if table.is_empty() {
+        root.remove(section);
+    }
+    Some(value)
 }
 
 /// Every key with a value of its type: the defaults, plus the optional keys they leave out.
@@ -84,14 +185,40 @@ fn schema() -> Table {
     every.broker.username = Some(String::new());
     every.broker.password = Some(Secret::new(""));
     every.output.dir = Some(PathBuf::new());
+    let some = || Some(String::new());
     every.subscriptions = vec![Subscription {
-        topic: String::new(),
-        qos: Qos::AtLeastOnce,
-        encoding: Default::default(),
-        json_field: Some(String::new()),
+        json_field: some(),
+        part_field: some(),
+        total_field: some(),
+        data_field: some(),
+        id_field: some(),
+        first_part: Some(1),
+        ..Subscription::default()
     }];
+    every.retention.topics = vec![TopicRetention {
+        filter: String::new(),
+        max_age: None,
+    }];
+    every.http.token = Some(Secret::new(""));
+    every.http.public_url = Some(String::new());
     // Plain data always serialises; were it not to, every key would be refused and every test fail.
-    Table::try_from(&every).unwrap_or_default()
+    let mut schema = Table::try_from(&every).unwrap_or_default();
+    for renamed in RENAMED {
+        let (old_section, old_key) = renamed.old.split_once('.').unwrap_or(("", renamed.old));
+        let (new_section, new_key) = renamed.new.split_once('.').unwrap_or(("", renamed.new));
+        let value = schema
+            .get(new_section)
+            .and_then(|s| s.get(new_key))
+            .cloned()
+            .unwrap_or_else(|| Value::String(String::new()));
+        let section = schema
+            .entry(old_section)
+            .or_insert_with(|| Value::Table(Table::new()));
+        if let Value::Table(section) = section {
+            section.insert(old_key.to_owned(), value);
+        }
+    }
+    schema
 }
 
 fn parse_error(text: &str, origin: &str, error: &toml::de::Error) -> ConfigError {

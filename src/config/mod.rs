@@ -11,9 +11,12 @@
 //! `mqimg print-default-config` prints.
 
 mod load;
+mod storage;
 mod types;
 mod validate;
 
+#[cfg(test)]
+mod chunk_tests;
 #[cfg(test)]
 mod tests;
 
@@ -24,9 +27,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::frame::chunks::{Fields, Limits as ChunkLimits, Mode, Source};
 use crate::frame::decode::Limits;
 pub use crate::frame::encode::OutputFormat;
 use crate::frame::payload::Encoding;
+pub use storage::{Retention, SyncMode, TopicRetention};
 pub use types::{
     BrokerAddr, BrokerAddrError, LogFilter, LogFilterError, LogFormat, Qos, QosError, Scheme,
     Secret,
@@ -99,24 +104,55 @@ pub struct Settings {
     pub broker: Broker,
     pub subscriptions: Vec<Subscription>,
     pub output: Output,
+    pub retention: Retention,
     pub decode: Decode,
     pub pipeline: Pipeline,
+    pub chunks: Chunks,
     pub log: Log,
-    pub metrics: MetricsEndpoint,
+    pub http: Http,
+    /// Old key names the config used (read as their new names), for the startup log: `metrics.listen`.
+    #[serde(skip)]
+    pub deprecated: Vec<Deprecated>,
 }
 
+/// A key read under its old name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deprecated {
+    pub old: &'static str,
+    pub new: &'static str,
+}
+
+/// The one HTTP listener: metrics, health and the live view.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct MetricsEndpoint {
-    /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`); `None` (empty in TOML) = off.
+pub struct Http {
+    /// Address to listen on; `None` (empty in TOML) = no HTTP at all.
     #[serde(with = "types::listen_addr")]
     pub listen: Option<SocketAddr>,
+    /// Required by every route except `/healthz` (bearer header or `?token=`); `None` = open.
+    pub token: Option<Secret>,
+    /// Topics whose latest frame, counters and recent records are kept.
+    pub max_topics: usize,
+    /// Bytes of latest frames kept, all topics together.
+    pub max_latest_bytes: usize,
+    /// `/stream/` clients at once; more are answered 503.
+    pub max_streams: usize,
+    /// Base URL consumers reach this listener at; success records then carry `url`.
+    pub public_url: Option<String>,
+    /// Let the live view show records' `path` (the stored file).
+    pub show_paths: bool,
 }
 
-impl Default for MetricsEndpoint {
+impl Default for Http {
     fn default() -> Self {
         Self {
             listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9464))),
+            token: None,
+            max_topics: 64,
+            max_latest_bytes: 64 << 20,
+            max_streams: 32,
+            public_url: None,
+            show_paths: false,
         }
     }
 }
@@ -163,14 +199,66 @@ pub struct Subscription {
     pub topic: String,
     #[serde(default = "default_qos")]
     pub qos: Qos,
+    /// How the frame (assembled, for chunked subscriptions) is wrapped.
     #[serde(default, deserialize_with = "types::choice")]
     pub encoding: Encoding,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_field: Option<String>,
+    /// How frames are split over messages; `none`: one message, one frame.
+    #[serde(default, deserialize_with = "types::choice")]
+    pub chunks: Mode,
+    /// `json-parts` field names and numbering; unset = `part`, `total` (or `total_parts`), `data`,
+    /// `id`, numbered from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_part: Option<u32>,
 }
 
 fn default_qos() -> Qos {
     Qos::AtLeastOnce
+}
+
+impl Default for Subscription {
+    /// A subscription to nothing yet, every other key at its default.
+    fn default() -> Self {
+        Self {
+            topic: String::new(),
+            qos: default_qos(),
+            encoding: Encoding::default(),
+            json_field: None,
+            chunks: Mode::default(),
+            part_field: None,
+            total_field: None,
+            data_field: None,
+            id_field: None,
+            first_part: None,
+        }
+    }
+}
+
+impl Subscription {
+    /// How this subscription's chunked messages are read.
+    pub fn source(&self) -> Source {
+        let defaults = Fields::default();
+        let name = |set: &Option<String>, default: String| set.clone().unwrap_or(default);
+        Source {
+            mode: self.chunks,
+            fields: Fields {
+                part: name(&self.part_field, defaults.part),
+                total: name(&self.total_field, defaults.total),
+                data: name(&self.data_field, defaults.data),
+                id: name(&self.id_field, defaults.id),
+                first_part: self.first_part.unwrap_or(defaults.first_part),
+            },
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -187,6 +275,11 @@ pub struct Output {
     pub retain: bool,
     /// Largest record published; larger ones (huge envelopes' `meta`) are trimmed.
     pub max_record_bytes: usize,
+    /// What a frame file must reach before the frame is acked.
+    #[serde(deserialize_with = "types::choice")]
+    pub sync: SyncMode,
+    /// Keep `{dir}/{topic levels}/latest.{ext}` holding each topic's newest frame.
+    pub latest: bool,
 }
 
 impl Default for Output {
@@ -199,6 +292,8 @@ impl Default for Output {
             qos: Qos::AtLeastOnce,
             retain: false,
             max_record_bytes: 256 << 10,
+            sync: SyncMode::default(),
+            latest: false,
         }
     }
 }
@@ -215,7 +310,13 @@ pub struct Decode {
     pub verify_entropy: bool,
     /// Decode threads; 0 = one per core.
     pub workers: usize,
+    /// Memory all decodes at once may use, by their header estimates (`frame::budget`).
+    pub max_memory_bytes: u64,
 }
+
+/// The default `decode.max_memory_bytes`: the largest image the default limits accept (40 Mpx) decodes
+/// alone even in its costliest form, a progressive CMYK JPEG (433 MiB estimated).
+pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 512 << 20;
 
 impl Default for Decode {
     fn default() -> Self {
@@ -228,6 +329,7 @@ impl Default for Decode {
             apply_orientation: limits.apply_orientation,
             verify_entropy: limits.verify_entropy,
             workers: 0,
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
         }
     }
 }
@@ -251,6 +353,11 @@ impl Decode {
             max_payload_bytes: self.max_payload_bytes,
             limits: self.limits(),
         }
+    }
+
+    /// The budget every decode takes its estimated memory from: one per daemon, shared by its workers.
+    pub fn memory_budget(&self) -> crate::frame::budget::MemoryBudget {
+        crate::frame::budget::MemoryBudget::new(self.max_memory_bytes)
     }
 
     /// The number of decode workers: `workers`, or one per core when 0.
@@ -287,6 +394,52 @@ impl Default for Pipeline {
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct Chunks {
+    /// Largest assembled frame; 0 = `decode.max_payload_bytes`.
+    pub max_frame_bytes: usize,
+    /// Most messages one frame may take.
+    pub max_parts: usize,
+    /// How long after its first part a frame may still be incomplete (`timeout_secs`).
+    #[serde(rename = "timeout_secs", with = "types::secs")]
+    pub timeout: Duration,
+    /// Where parts wait for the rest of their frame; `None` (empty in TOML) = `{output.dir}/.mqimg-spool`.
+    #[serde(with = "types::dir_or_off")]
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl Default for Chunks {
+    fn default() -> Self {
+        let limits = ChunkLimits::default();
+        Self {
+            max_frame_bytes: 0,
+            max_parts: limits.max_parts,
+            timeout: limits.timeout,
+            spool_dir: None,
+        }
+    }
+}
+
+impl Chunks {
+    /// The limits, `max_payload_bytes` (`decode.max_payload_bytes`) standing in for a 0 `max_frame_bytes`.
+    pub fn limits(&self, max_payload_bytes: usize) -> ChunkLimits {
+        ChunkLimits {
+            max_frame_bytes: if self.max_frame_bytes == 0 {
+                max_payload_bytes
+            } else {
+                self.max_frame_bytes
+            },
+            max_parts: self.max_parts,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// The spool folder inside `output.dir` when `chunks.spool_dir` is unset. Hidden, and out of reach
+/// of frame files: their topic levels never start with a dot (`sink` escapes it).
+pub const SPOOL_IN_OUTPUT: &str = ".mqimg-spool";
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Log {
     #[serde(deserialize_with = "types::choice")]
     pub format: LogFormat,
@@ -308,6 +461,20 @@ impl Default for Log {
 }
 
 impl Settings {
+    /// The assembly limits of chunked frames.
+    pub fn chunk_limits(&self) -> ChunkLimits {
+        self.chunks.limits(self.decode.max_payload_bytes)
+    }
+
+    /// Where chunked frames' parts are spooled: `chunks.spool_dir`, else `{output.dir}/.mqimg-spool`;
+    /// `None` when neither is set.
+    pub fn spool_dir(&self) -> Option<PathBuf> {
+        self.chunks
+            .spool_dir
+            .clone()
+            .or_else(|| Some(self.output.dir.as_ref()?.join(SPOOL_IN_OUTPUT)))
+    }
+
     /// The settings as TOML, passwords masked.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::frame::chunks::Mode;
 use crate::frame::encode::OutputFormat;
 use crate::frame::payload::Encoding;
 
@@ -320,6 +321,12 @@ pub trait Choice: Copy + Serialize + 'static {
 impl Choice for Encoding {
     fn all() -> &'static [Self] {
         &Encoding::ALL
+    }
+}
+
+impl Choice for Mode {
+    fn all() -> &'static [Self] {
+        &Mode::ALL
     }
 }
 

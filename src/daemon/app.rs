@@ -13,9 +13,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::daemon::delivery::{Driver, Summary};
 use crate::daemon::mqtt::{self, Poller};
+use crate::daemon::retention::{Index, Janitor};
 use crate::daemon::sink;
 use crate::daemon::workers::{self, Context};
 use crate::ops::health::Health;
+use crate::ops::live::Hub;
 use crate::ops::metrics::Metrics;
 
 /// Events between the poll task and the delivery task. Small: a frame in here holds its payload.
@@ -25,8 +27,10 @@ const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct App {
     settings: Settings,
-    /// The metrics endpoint's socket, bound at build time.
-    metrics_listener: Option<std::net::TcpListener>,
+    /// The HTTP listener's socket (`http.listen`), bound at build time.
+    http_listener: Option<std::net::TcpListener>,
+    /// The live view's state, while the HTTP listener is on.
+    hub: Option<Arc<Hub>>,
     client: AsyncClient,
     eventloop: EventLoop,
     metrics: Arc<Metrics>,
@@ -37,34 +41,44 @@ pub struct App {
 
 impl App {
     /// Validates what can be checked before connecting: the output folder, the broker address.
-    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+    /// `output.dir` is resolved to an absolute path here, once: records carry paths other programs on
+    /// this machine can open.
+    pub fn build(mut settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
-        if let Some(dir) = &settings.output.dir {
-            std::fs::create_dir_all(dir)
+        if let Some(dir) = &mut settings.output.dir {
+            std::fs::create_dir_all(&*dir)
                 .with_context(|| format!("cannot create output.dir {}", dir.display()))?;
             let probe = dir.join(".mqimg-write-test");
             std::fs::write(&probe, b"")
                 .with_context(|| format!("output.dir {} is not writable", dir.display()))?;
             let _ = std::fs::remove_file(probe);
+            *dir = std::fs::canonicalize(&*dir)
+                .with_context(|| format!("cannot resolve output.dir {}", dir.display()))?;
+        } else if settings.retention.is_on() {
+            tracing::warn!("[retention] is set but output.dir is not: no frame files to delete");
         }
         let output_lock = settings.output.dir.as_deref().map(sink::claim_output);
         let output_lock = output_lock.transpose().context("cannot take output.dir")?;
         if settings.subscriptions.is_empty() {
             tracing::warn!("no [[subscriptions]] configured: mqimg will receive nothing");
         }
-        let metrics_listener = settings
-            .metrics
+        let http_listener = settings
+            .http
             .listen
             .map(|addr| {
                 crate::ops::http::bind(addr).with_context(|| {
-                    format!("cannot listen on metrics.listen {addr} (MQIMG__METRICS__LISTEN)")
+                    format!("cannot listen on http.listen {addr} (MQIMG__HTTP__LISTEN)")
                 })
             })
             .transpose()?;
+        let hub = http_listener
+            .as_ref()
+            .map(|_| Arc::new(Hub::new(&settings.http)));
         let (client, eventloop) = mqtt::connect(&settings);
         Ok(Self {
             settings,
-            metrics_listener,
+            http_listener,
+            hub,
             client,
             eventloop,
             metrics: Arc::new(Metrics::default()),
@@ -83,7 +97,7 @@ impl App {
             .collect::<Vec<_>>()
             .join(", ");
         let http = self
-            .metrics_addr()
+            .http_addr()
             .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
@@ -92,15 +106,36 @@ impl App {
             client_id = %s.broker.client_id,
             subscriptions,
             output_dir = s.output.dir.as_ref().map_or_else(|| "(frames not stored)".into(), |d| d.display().to_string()),
+            sync = s.output.sync.as_str(),
+            retention = if s.retention.is_on() && s.output.dir.is_some() { "on" } else { "off" },
             workers = s.decode.worker_count(),
             http,
             "mqimg starting"
         );
+        for key in &s.deprecated {
+            tracing::warn!(
+                old = key.old,
+                new = key.new,
+                "the config uses {}, the old name of {}: it still works, rename it",
+                key.old,
+                key.new
+            );
+        }
+        if let Some(addr) = self.http_addr()
+            && !addr.ip().is_loopback()
+            && s.http.token.is_none()
+        {
+            tracing::warn!(
+                %addr,
+                "the HTTP listener is reachable from other machines without a token: anyone who can \
+                 reach it sees every camera (set http.token)"
+            );
+        }
     }
 
-    /// Where the metrics endpoint listens, when on.
-    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
-        self.metrics_listener.as_ref()?.local_addr().ok()
+    /// Where the HTTP listener (metrics, health, live view) listens, when on.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http_listener.as_ref()?.local_addr().ok()
     }
 
     /// The counters, for tests and the summary.
@@ -121,16 +156,28 @@ impl App {
     ) -> anyhow::Result<Summary> {
         let App {
             settings,
-            metrics_listener,
+            http_listener,
+            hub,
             client,
             eventloop,
             metrics,
             health,
             output_lock: _held_until_run_ends,
         } = self;
+        let index = settings
+            .output
+            .dir
+            .clone()
+            .filter(|_| settings.retention.is_on())
+            .map(|dir| Index::new(dir, settings.retention.clone(), Arc::clone(&metrics)));
+        let janitor = index
+            .clone()
+            .map(|index| Janitor::start(index, settings.retention.interval))
+            .transpose()
+            .context("cannot start the retention thread")?;
         let workers = settings.decode.worker_count();
-        let context = Arc::new(Context::new(&settings, Arc::clone(&metrics)));
-        let (jobs, done, workers) = workers::spawn(
+        let context = Arc::new(Context::new(&settings, Arc::clone(&metrics), index));
+        let (jobs, (done_tx, done), workers) = workers::spawn(
             workers,
             settings.pipeline.queue_frames,
             Arc::clone(&context),
@@ -157,27 +204,50 @@ impl App {
             shutdown: stop.clone(),
         };
         let mut poll_task = tokio::spawn(poller.run());
-        let http_task = metrics_listener.map(|listener| {
+        let http_stop = CancellationToken::new();
+        let http_task = http_listener.zip(hub.clone()).map(|(listener, hub)| {
             if let Ok(addr) = listener.local_addr() {
-                tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+                tracing::info!(
+                    %addr,
+                    "serving the live view on http://{addr}/, /metrics, /healthz, /readyz"
+                );
             }
+            let endpoint = crate::ops::http::Endpoint {
+                metrics: Arc::clone(&metrics),
+                health: Arc::clone(&health),
+                hub,
+                token: settings.http.token.clone(),
+            };
             tokio::spawn(crate::ops::http::serve(
                 listener,
-                Arc::clone(&metrics),
-                Arc::clone(&health),
+                endpoint,
+                http_stop.clone(),
             ))
         });
         let summary_task = settings.log.summary_interval.map(|every| {
             let metrics = Arc::clone(&metrics);
             tokio::spawn(async move { metrics.log_summaries(every).await })
         });
-        let delivery = Driver::new(
+        let mut delivery = Driver::new(
             &settings,
             client,
             jobs,
             context,
             (Arc::clone(&metrics), Arc::clone(&health)),
-        );
+        )
+        .with_live(hub);
+        if let Some(setup) = chunk_setup(&settings) {
+            if setup.spool_dir.is_none() {
+                tracing::warn!(
+                    "chunked subscriptions without output.dir or chunks.spool_dir: parts are kept in memory only and acked there, so a crash loses partial frames"
+                );
+            }
+            let assembling = crate::daemon::chunks::spawn(setup.clone(), done_tx)
+                .context("cannot start the chunk assembly thread (chunks.spool_dir)")?;
+            delivery = delivery.with_chunks(setup, assembling);
+        } else {
+            drop(done_tx);
+        }
         let grace = settings.pipeline.shutdown_grace;
         let stop_on_signal = stop.clone();
         let signal_task = tokio::spawn(async move {
@@ -194,13 +264,23 @@ impl App {
             poll_task.abort();
         }
         signal_task.abort();
-        for task in [summary_task, http_task].into_iter().flatten() {
-            task.abort();
+        if let Some(summary_task) = summary_task {
+            summary_task.abort();
+        }
+        // Streams and event feeds end on this; the listener gives them a moment, then closes.
+        http_stop.cancel();
+        if let Some(http_task) = http_task {
+            let _ = http_task.await;
         }
         // Workers exit once their queue is empty; the delivery task already dropped its sender.
-        tokio::task::spawn_blocking(move || workers.join())
-            .await
-            .ok();
+        tokio::task::spawn_blocking(move || {
+            workers.join();
+            if let Some(janitor) = janitor {
+                janitor.stop();
+            }
+        })
+        .await
+        .ok();
         tracing::info!(
             received = metrics.received.get(),
             ok = metrics.ok.get(),
@@ -209,4 +289,19 @@ impl App {
         );
         Ok(summary)
     }
+}
+
+/// How chunked subscriptions' parts are assembled; `None` when no subscription is chunked.
+fn chunk_setup(settings: &Settings) -> Option<crate::daemon::chunks::Setup> {
+    let sources: Vec<_> = settings
+        .subscriptions
+        .iter()
+        .filter(|s| s.chunks != crate::frame::chunks::Mode::None)
+        .map(|s| (s.topic.clone(), s.source()))
+        .collect();
+    (!sources.is_empty()).then(|| crate::daemon::chunks::Setup {
+        sources,
+        limits: settings.chunk_limits(),
+        spool_dir: settings.spool_dir(),
+    })
 }

@@ -1,8 +1,10 @@
 //! Decode workers: OS threads (never the async reactor) that turn a received frame into a stored file
 //! and a serialized record. The one place that states the decode queue's bound.
 //!
-//! Workers write frame files without waiting for the disk; the syncer thread makes a whole batch of
-//! them durable with one `syncfs` (group commit) before their outcomes may be acked.
+//! With `output.sync = "batch"` workers write frame files without waiting for the disk, and the syncer
+//! thread makes a whole batch of them durable with one `syncfs` (group commit) before their outcomes
+//! may be acked. With `"file"` each worker flushes its own file; with `"none"` nothing is flushed. Either
+//! way an outcome reaches the delivery task only once its file is as durable as configured.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -12,12 +14,15 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::config::{Output, Settings};
+use crate::config::{Output, Settings, SyncMode};
 use crate::daemon::delivery::state::RecordOut;
-use crate::daemon::sink;
+use crate::daemon::retention::{InUse, Index};
+use crate::daemon::sink::{self, Frames};
+use crate::frame::budget::MemoryBudget;
 use crate::frame::record::{Failure, Record, Stage};
 use crate::frame::topic;
 use crate::frame::{self, Options, encode};
+use crate::ops::live;
 use crate::ops::metrics::Metrics;
 
 /// Outcomes waiting for the syncer, and for the delivery task, per worker.
@@ -33,6 +38,15 @@ pub struct Job {
     pub topic: String,
     pub payload: Bytes,
     pub received_at: SystemTime,
+    /// For a frame assembled from parts: how (the record's `chunks`) and the header it came with.
+    pub assembled: Option<Box<Assembled>>,
+}
+
+/// What a frame assembled from parts adds to its record.
+#[derive(Debug)]
+pub struct Assembled {
+    pub info: crate::frame::chunks::ChunkInfo,
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// What the workers made of a frame.
@@ -58,6 +72,10 @@ pub struct Finished {
     pub stored: bool,
     /// The frame, while its file still has to be flushed: if flushing fails it is stored again.
     pub unsynced: Option<Job>,
+    /// Keeps retention off its file until its record is acknowledged.
+    pub in_use: Option<InUse>,
+    /// What the live view shows of it (when the HTTP listener is on).
+    pub live: Option<Box<live::Update>>,
 }
 
 /// What handling a job came to, before the worker wraps it (it owns the job).
@@ -86,6 +104,8 @@ pub enum Report {
         payload_bytes: usize,
         error: String,
     },
+    /// One part of a chunked frame, spooled: its frame gets the line.
+    Part { topic: String },
 }
 
 impl Report {
@@ -96,7 +116,7 @@ impl Report {
     /// The topic the frame arrived on.
     pub fn topic(&self) -> &str {
         match self {
-            Self::Ok { topic, .. } | Self::Failed { topic, .. } => topic,
+            Self::Ok { topic, .. } | Self::Failed { topic, .. } | Self::Part { topic } => topic,
         }
     }
 
@@ -160,6 +180,7 @@ impl Report {
                 error,
                 "frame failed"
             ),
+            Self::Part { topic } => tracing::debug!(seq, topic, "frame part spooled"),
         }
     }
 }
@@ -172,13 +193,22 @@ pub struct Context {
     /// Payloads on topics no filter matches (possible with overlapping session subscriptions).
     fallback: Options,
     output: Output,
+    /// Where and how frame files are written; `None` when `output.dir` is unset.
+    frames: Option<Frames>,
     /// The workers' queue bound, for messages.
     queue_frames: usize,
+    /// `decode.max_memory_bytes`, shared by all workers: each frame holds its decode's estimate
+    /// until its pixels are dropped.
+    memory: MemoryBudget,
     metrics: Arc<Metrics>,
+    /// Builds what the live view gets and records' `url`; `None` without an HTTP listener.
+    live: Option<live::Feed>,
 }
 
 impl Context {
-    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Self {
+    /// `index` is retention's accounting, when it is on. `output.dir` is used as it is: the daemon
+    /// resolves it to an absolute path first.
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>, index: Option<Arc<Index>>) -> Self {
         let sources = settings
             .subscriptions
             .iter()
@@ -191,8 +221,18 @@ impl Context {
             sources,
             fallback: settings.decode.options(Default::default(), None),
             output: settings.output.clone(),
+            frames: settings
+                .output
+                .dir
+                .clone()
+                .map(|dir| Frames::new(dir, settings.output.sync, settings.output.latest, index)),
             queue_frames: settings.pipeline.queue_frames,
+            memory: settings.decode.memory_budget(),
             metrics,
+            live: settings
+                .http
+                .listen
+                .map(|_| live::Feed::new(&settings.http, settings.output.dir.as_deref())),
         }
     }
 
@@ -211,41 +251,88 @@ impl Context {
     /// Processes one frame: decode, store, log, count, and serialize its record.
     fn handle(&self, job: &Job) -> Handled {
         let options = self.options_for(&job.topic);
-        let result = frame::process(&job.payload, Some(&job.topic), job.received_at, options)
-            .and_then(|mut processed| {
-                if let Some(dir) = &self.output.dir {
-                    let store = || {
-                        let ext = encode::extension(self.output.format, processed.decoded.format);
-                        let path = sink::frame_path(
-                            dir,
-                            &job.topic,
-                            job.received_at,
-                            &processed.record.sha256,
-                            ext,
-                        );
-                        let bytes = encode::encode(&processed, self.output.format)?;
-                        sink::write_unsynced(&path, &bytes)?;
-                        Ok::<_, sink::OutputError>(path)
-                    };
-                    match store() {
-                        Ok(path) => processed.record.path = Some(path.display().to_string()),
-                        Err(e) if e.is_environmental() => return Ok(Err(e.to_string())),
-                        Err(e) => {
-                            return Err(Failure::new(
-                                Some(&job.topic),
-                                job.received_at,
-                                job.payload.len(),
-                                Stage::Store,
-                                e,
-                            ));
+        let memory = &self.memory;
+        let mut stored = None;
+        let result = frame::process(
+            &job.payload,
+            Some(&job.topic),
+            job.received_at,
+            options,
+            memory,
+        )
+        .and_then(|mut processed| {
+            if let Some(assembled) = &job.assembled {
+                processed.record.chunks = Some(assembled.info.clone());
+                if assembled.meta.is_some() {
+                    processed.record.meta.clone_from(&assembled.meta);
+                }
+            }
+            if let Some(frames) = &self.frames {
+                let store = || {
+                    let ext = encode::extension(self.output.format, processed.decoded.format);
+                    // The image as received needs no copy; PNG and PPM are made in memory once.
+                    let bytes: std::borrow::Cow<'_, [u8]> =
+                        if encode::is_original(self.output.format, processed.decoded.format) {
+                            std::borrow::Cow::Borrowed(&processed.image)
+                        } else {
+                            let mut out = Vec::new();
+                            encode::write(&processed, self.output.format, &mut out).map_err(
+                                |source| sink::OutputError::Io {
+                                    path: frames.dir().to_owned(),
+                                    source,
+                                },
+                            )?;
+                            std::borrow::Cow::Owned(out)
+                        };
+                    frames.store(
+                        (&job.topic, job.seq, job.received_at),
+                        &processed.record.sha256,
+                        ext,
+                        &bytes,
+                    )
+                };
+                match store() {
+                    Ok(file) => {
+                        processed.record.path = Some(file.path.display().to_string());
+                        stored = Some(file);
+                    }
+                    Err(e) if e.is_environmental() => {
+                        if e.is_full() {
+                            frames.full();
                         }
+                        return Ok(Err(e.to_string()));
+                    }
+                    Err(e) => {
+                        return Err(Failure::new(
+                            Some(&job.topic),
+                            job.received_at,
+                            job.payload.len(),
+                            Stage::Store,
+                            e,
+                        ));
                     }
                 }
-                Ok(Ok(processed))
-            });
+            }
+            Ok(Ok(processed))
+        });
         match result {
             Ok(Err(store_error)) => Handled::StoreBlocked(store_error),
-            Ok(Ok(processed)) => {
+            Ok(Ok(mut processed)) => {
+                // The live view gets the frame, and the record where to fetch it (http.public_url).
+                let mut pending = None;
+                if let Some(feed) = &self.live {
+                    processed.record.url = feed.url(&job.topic, &processed.record.sha256);
+                    let applied = options.limits.apply_orientation;
+                    let orientation = if applied {
+                        processed.record.orientation
+                    } else {
+                        1
+                    };
+                    let image =
+                        live::image_bytes(&job.payload, std::mem::take(&mut processed.image));
+                    pending =
+                        Some(feed.success(&processed.record, image, orientation, job.received_at));
+                }
                 let r = &processed.record;
                 let report = Report::Ok {
                     topic: job.topic.clone(),
@@ -257,14 +344,20 @@ impl Context {
                     path: r.path.clone(),
                     warnings: r.warnings.clone(),
                 };
-                let stored = processed.record.path.is_some();
                 let record = Record::Success(Box::new(processed.record));
+                if stored.as_ref().is_some_and(|s| s.flushed) {
+                    self.metrics.frames_flushed.inc();
+                }
+                let (record, live) =
+                    self.record_out(&self.output.results_topic, &job.topic, record, pending);
                 Handled::Finished(Box::new(Finished {
                     seq: job.seq,
-                    record: self.record_out(&self.output.results_topic, &job.topic, record),
+                    record,
                     report,
-                    stored,
+                    stored: stored.is_some(),
                     unsynced: None,
+                    in_use: stored.and_then(|s| s.in_use),
+                    live,
                 }))
             }
             Err(failure) => Handled::Finished(Box::new(self.failed(job.seq, failure))),
@@ -281,21 +374,41 @@ impl Context {
             payload_bytes: failure.payload_bytes,
             error: failure.error.clone(),
         };
+        let pending = self.live.as_ref().map(|feed| feed.failure(&failure));
+        let (record, live) = self.record_out(
+            &self.output.errors_topic,
+            &topic,
+            Record::Failure(failure),
+            pending,
+        );
         Finished {
             seq,
-            record: self.record_out(&self.output.errors_topic, &topic, Record::Failure(failure)),
+            record,
             report,
             stored: false,
             unsynced: None,
+            in_use: None,
+            live,
         }
     }
 
-    /// The record, serialized, with its topic; `None` when `template` turns that kind of record off.
-    fn record_out(&self, template: &str, topic: &str, record: Record) -> Option<RecordOut> {
-        Some(RecordOut {
-            topic: topic::render(template, topic)?,
-            payload: self.fit(record),
-        })
+    /// The record, serialized, with its topic (`None` when `template` turns that kind of record off),
+    /// and the live view's update completed from the same JSON.
+    fn record_out(
+        &self,
+        template: &str,
+        topic: &str,
+        record: Record,
+        live: Option<live::Pending>,
+    ) -> (Option<RecordOut>, Option<Box<live::Update>>) {
+        let topic = topic::render(template, topic);
+        let feed = self.live.as_ref().zip(live);
+        if topic.is_none() && feed.is_none() {
+            return (None, None);
+        }
+        let payload = self.fit(record);
+        let live = feed.map(|(feed, pending)| Box::new(feed.finish(pending, &payload)));
+        (topic.map(|topic| RecordOut { topic, payload }), live)
     }
 
     /// Serializes `record`, shrinking it to `output.max_record_bytes`: an oversized publish would drop
@@ -327,26 +440,29 @@ impl Context {
     }
 }
 
+/// The workers' outcome channel: a sender for other producers of outcomes (the chunk assembly
+/// thread), and the receiver.
+pub type Outcomes = (mpsc::Sender<Done>, mpsc::Receiver<Done>);
+
 /// The running decode workers.
 pub struct Workers {
     threads: Vec<JoinHandle<()>>,
 }
 
 /// Starts `count` workers taking jobs from a queue of `queue_frames`, and the syncer. Returns the
-/// queue's sender, the outcome receiver and the threads; dropping the sender stops them once the queue
+/// queue's sender, the outcome channel (a sender for other producers of outcomes, and the receiver)
+/// and the threads; dropping the sender stops them once the queue
 /// is empty.
 pub fn spawn(
     count: usize,
     queue_frames: usize,
     context: Arc<Context>,
-) -> std::io::Result<(
-    crossbeam_channel::Sender<Job>,
-    mpsc::Receiver<Done>,
-    Workers,
-)> {
+) -> std::io::Result<(crossbeam_channel::Sender<Job>, Outcomes, Workers)> {
     let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(queue_frames);
     let (stored_tx, stored_rx) = std::sync::mpsc::sync_channel(count * DONE_QUEUE_PER_WORKER);
     let (done_tx, done_rx) = mpsc::channel(count * DONE_QUEUE_PER_WORKER);
+    // For the chunk assembly thread, whose spooled parts end like frames.
+    let done_tx_out = done_tx.clone();
     let mut threads = Vec::with_capacity(count + 1);
     for i in 0..count {
         let (job_rx, stored_tx, context) =
@@ -360,7 +476,7 @@ pub fn spawn(
         .name("mqimg-sync".into())
         .spawn(move || sync(&stored_rx, &done_tx, &context))?;
     threads.push(syncer);
-    Ok((job_tx, done_rx, Workers { threads }))
+    Ok((job_tx, (done_tx_out, done_rx), Workers { threads }))
 }
 
 /// Group commit: takes every outcome that is ready, flushes the filesystem once for all their files,
@@ -375,10 +491,14 @@ fn sync(stored: &Receiver<Done>, done: &mpsc::Sender<Done>, context: &Context) {
             }
         }
         let unsynced = |d: &Done| matches!(d, Done::Finished(f) if f.unsynced.is_some());
-        if let Some(dir) = &context.output.dir
-            && batch.iter().any(unsynced)
+        let waiting = batch.iter().filter(|d| unsynced(d)).count();
+        if let Some(frames) = &context.frames
+            && waiting > 0
         {
-            let flushed = sink::sync_filesystem(dir);
+            let flushed = sink::sync_filesystem(frames.dir());
+            if flushed.is_ok() {
+                context.metrics.frames_flushed.inc_by(waiting as u64);
+            }
             batch = batch
                 .into_iter()
                 .map(|d| match (d, &flushed) {
@@ -434,7 +554,11 @@ fn work(jobs: &crossbeam_channel::Receiver<Job>, done: &SyncSender<Done>, contex
                 });
         let outcome = match handled {
             Handled::Finished(mut finished) => {
-                if finished.stored {
+                let batched = context
+                    .frames
+                    .as_ref()
+                    .is_some_and(|f| f.sync() == SyncMode::Batch);
+                if finished.stored && batched {
                     finished.unsynced = Some(job);
                 }
                 Done::Finished(*finished)

@@ -1,10 +1,12 @@
-//! What bytes a frame file holds: the image as received, PNG or PPM. Pure: no files.
+//! What bytes a frame file holds: the image as received, PNG or PPM. Pure: it writes to any
+//! `io::Write` the caller opens.
+//!
+//! Streamed, never built in memory first: a PPM or PNG of a 40-megapixel frame would otherwise double
+//! the frame's memory beyond what the decode budget counts.
 
-use std::borrow::Cow;
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-use image::ImageEncoder;
-use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use serde::{Deserialize, Serialize};
 
 use crate::frame::Processed;
@@ -31,8 +33,6 @@ pub enum EncodeError {
     WrongFormat { found: Format, ext: String },
     #[error("unknown output extension {0:?}: use .jpg, .png or .ppm")]
     UnknownExtension(String),
-    #[error("cannot encode PNG: {0}")]
-    Png(#[from] image::ImageError),
 }
 
 /// The format to write for `path`, chosen by its extension (`mqimg decode --out`).
@@ -61,34 +61,51 @@ pub fn extension(format: OutputFormat, image: Format) -> &'static str {
     }
 }
 
-/// The bytes of the frame file in `format`: the image bytes themselves when no conversion is needed.
-pub fn encode<'p>(
-    frame: &'p Processed<'_>,
-    format: OutputFormat,
-) -> Result<Cow<'p, [u8]>, EncodeError> {
+/// Whether the frame file in `format` is the image as received (nothing to convert).
+pub fn is_original(format: OutputFormat, image: Format) -> bool {
+    format == OutputFormat::Original || (format == OutputFormat::Png && image == Format::Png)
+}
+
+/// Writes the frame file's bytes in `format` to `out`: the image bytes themselves when no conversion
+/// is needed.
+pub fn write(frame: &Processed<'_>, format: OutputFormat, out: &mut dyn Write) -> io::Result<()> {
     let rgb = &frame.decoded.rgb;
     match format {
-        OutputFormat::Original => Ok(Cow::Borrowed(&frame.image)),
-        OutputFormat::Png if frame.decoded.format == Format::Png => Ok(Cow::Borrowed(&frame.image)),
+        OutputFormat::Original => out.write_all(&frame.image),
+        OutputFormat::Png if frame.decoded.format == Format::Png => out.write_all(&frame.image),
         OutputFormat::Png => {
-            let mut out = Vec::with_capacity(rgb.as_raw().len() / 2);
+            let mut buffered = BufWriter::with_capacity(PNG_CHUNK_BYTES, out);
+            let mut encoder = png::Encoder::new(&mut buffered, rgb.width(), rgb.height());
+            encoder.set_color(png::ColorType::Rgb);
+            encoder.set_depth(png::BitDepth::Eight);
             // Fast compression: the default level costs 30x the time for ~10 % smaller files.
-            PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive)
-                .write_image(
-                    rgb.as_raw(),
-                    rgb.width(),
-                    rgb.height(),
-                    image::ExtendedColorType::Rgb8,
-                )?;
-            Ok(Cow::Owned(out))
+            encoder.set_compression(png::Compression::Fast);
+            encoder.set_filter(png::Filter::Adaptive);
+            let mut writer = encoder.write_header().map_err(png_error)?;
+            let mut stream = writer
+                .stream_writer_with_size(PNG_CHUNK_BYTES)
+                .map_err(png_error)?;
+            stream.write_all(rgb.as_raw())?;
+            stream.finish().map_err(png_error)?;
+            // Writes IEND, which dropping the writer would do without reporting an error.
+            writer.finish().map_err(png_error)?;
+            buffered.flush()
         }
         OutputFormat::Ppm => {
-            let header = format!("P6\n{} {}\n255\n", rgb.width(), rgb.height());
-            let mut out = Vec::with_capacity(header.len() + rgb.as_raw().len());
-            out.extend_from_slice(header.as_bytes());
-            out.extend_from_slice(rgb.as_raw());
-            Ok(Cow::Owned(out))
+            write!(out, "P6\n{} {}\n255\n", rgb.width(), rgb.height())?;
+            out.write_all(rgb.as_raw())
         }
+    }
+}
+
+/// Image data per PNG IDAT chunk, and the write buffer in front of the file.
+const PNG_CHUNK_BYTES: usize = 256 << 10;
+
+/// The PNG encoder's errors as I/O errors: with a valid RGB8 buffer only writing can fail.
+fn png_error(e: png::EncodingError) -> io::Error {
+    match e {
+        png::EncodingError::IoError(e) => e,
+        e => io::Error::other(format!("cannot encode png: {e}")),
     }
 }
 
@@ -98,6 +115,52 @@ mod tests {
 
     use super::*;
     use std::path::PathBuf;
+    use std::time::SystemTime;
+
+    use crate::frame::budget::MemoryBudget;
+    use crate::frame::{Options, process};
+
+    fn processed(bytes: &[u8]) -> Processed<'_> {
+        let budget = MemoryBudget::new(1 << 30);
+        process(bytes, None, SystemTime::now(), &Options::default(), &budget).unwrap()
+    }
+
+    fn written(frame: &Processed<'_>, format: OutputFormat) -> Vec<u8> {
+        let mut out = Vec::new();
+        write(frame, format, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn ppm_is_a_header_and_the_rgb_bytes() {
+        let jpeg = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/seed/seed-frame.jpg"
+        ))
+        .unwrap();
+        let frame = processed(&jpeg);
+        let ppm = written(&frame, OutputFormat::Ppm);
+        let header = b"P6\n100 100\n255\n";
+        assert_eq!(&ppm[..header.len()], header);
+        assert_eq!(&ppm[header.len()..], frame.decoded.rgb.as_raw().as_slice());
+    }
+
+    #[test]
+    fn a_jpeg_written_as_png_decodes_to_the_same_pixels() {
+        let jpeg = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/frames/photo-640x480.jpg"
+        ))
+        .unwrap();
+        let frame = processed(&jpeg);
+        let png = written(&frame, OutputFormat::Png);
+        assert_eq!(written(&frame, OutputFormat::Original), jpeg);
+        let again = processed(&png);
+        assert_eq!(again.decoded.format, Format::Png);
+        assert_eq!(again.decoded.rgb, frame.decoded.rgb);
+        // A PNG is stored as received.
+        assert_eq!(written(&again, OutputFormat::Png), png);
+    }
 
     #[test]
     fn the_extension_picks_the_format() {

@@ -2,8 +2,11 @@
 //!
 //! Shared by `mqimg decode` and the daemon's decode workers, so both produce the same records. Storing the
 //! frame is the daemon's job (`daemon::sink`); nothing under `frame` touches files, sockets or
-//! configuration.
+//! configuration. Frames that cameras split over many messages are put back together first by
+//! [`chunks::Assembler`].
 
+pub mod budget;
+pub mod chunks;
 pub mod decode;
 pub mod encode;
 pub mod payload;
@@ -15,6 +18,7 @@ use std::time::{Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use crate::frame::budget::{MemoryBudget, Permit};
 use crate::frame::decode::{Decoded, Limits};
 use crate::frame::payload::Encoding;
 use crate::frame::record::{Failure, Stage, Success};
@@ -49,14 +53,22 @@ pub struct Processed<'a> {
     /// The image bytes as received, after payload decoding (what `sha256` describes).
     pub image: Cow<'a, [u8]>,
     pub decoded: Decoded,
+    /// The decode's share of the memory budget. Declared after `decoded` so that the pixels are freed
+    /// before the bytes go back to the budget.
+    pub memory: Permit,
 }
 
 /// Processes one payload. A failure comes back as its ready failure record.
+///
+/// The decode's estimated memory is taken from `budget` first (waiting for other frames to give it
+/// back) and held by the result until it is dropped; a frame needing more than the whole budget fails
+/// at stage `limits`.
 pub fn process<'a>(
     payload_bytes: &'a [u8],
     topic: Option<&str>,
     received_at: SystemTime,
     options: &Options,
+    budget: &MemoryBudget,
 ) -> Result<Processed<'a>, Failure> {
     let fail =
         |stage, error: String| Failure::new(topic, received_at, payload_bytes.len(), stage, error);
@@ -77,15 +89,22 @@ pub fn process<'a>(
         options.json_field.as_deref(),
     )
     .map_err(|e| fail(Stage::Payload, e.to_string()))?;
-    let decoded = decode::decode(&payload.image, &options.limits).map_err(|e| {
+    let decode_error = |e: decode::DecodeError| {
         let stage = if e.is_limit() {
             Stage::Limits
         } else {
             Stage::Decode
         };
         fail(stage, e.to_string())
-    })?;
-    let decode_ms = started.elapsed().as_secs_f64() * 1000.0;
+    };
+    let inspected = decode::inspect(&payload.image, &options.limits).map_err(decode_error)?;
+    let mut busy = started.elapsed();
+    // Waiting for memory is not decoding: `decode_ms` leaves it out.
+    let memory = inspected.reserve(budget).map_err(decode_error)?;
+    let resumed = Instant::now();
+    let decoded = inspected.decode().map_err(decode_error)?;
+    busy += resumed.elapsed();
+    let decode_ms = busy.as_secs_f64() * 1000.0;
     let (width, height) = decoded.rgb.dimensions();
     let record = Success {
         schema: record::SCHEMA,
@@ -105,13 +124,16 @@ pub fn process<'a>(
         // Three decimals: microseconds are all an operator can use.
         decode_ms: (decode_ms * 1000.0).round() / 1000.0,
         path: None,
+        url: None,
         meta: payload.meta,
+        chunks: None,
         warnings: decoded.warnings.clone(),
     };
     Ok(Processed {
         record,
         image: payload.image,
         decoded,
+        memory,
     })
 }
 
@@ -147,6 +169,10 @@ mod tests {
         Options::default()
     }
 
+    fn budget() -> MemoryBudget {
+        MemoryBudget::new(512 << 20)
+    }
+
     #[test]
     fn sha256_is_lowercase_hex_of_the_bytes() {
         assert_eq!(
@@ -164,6 +190,7 @@ mod tests {
             Some("cam"),
             SystemTime::now(),
             &options,
+            &budget(),
         )
         .unwrap_err();
         assert_eq!(err.stage, Stage::Limits);
@@ -176,8 +203,50 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_needing_more_than_the_whole_budget_fails_at_stage_limits() {
+        let png = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/frames/photo-640x480.png"
+        ))
+        .unwrap();
+        let budget = MemoryBudget::new(640 * 480 * 3);
+        let err = process(&png, Some("cam"), SystemTime::now(), &options(), &budget).unwrap_err();
+        assert_eq!(err.stage, Stage::Limits);
+        assert!(
+            err.error
+                .starts_with("image is 640x480: decoding it needs an estimated "),
+            "{}",
+            err.error
+        );
+        assert!(
+            err.error
+                .ends_with("over the memory budget of 921600 bytes (decode.max_memory_bytes)"),
+            "{}",
+            err.error
+        );
+        // Nothing is held after a refusal.
+        assert_eq!(budget.available(), budget.total());
+    }
+
+    #[test]
+    fn a_processed_frame_holds_its_estimate_until_it_is_dropped() {
+        let jpeg = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/frames/photo-640x480.jpg"
+        ))
+        .unwrap();
+        let budget = budget();
+        let processed = process(&jpeg, None, SystemTime::now(), &options(), &budget).unwrap();
+        let held = processed.memory.bytes();
+        assert!(held > 640 * 480 * 3, "{held}");
+        assert_eq!(budget.available(), budget.total() - held);
+        drop(processed);
+        assert_eq!(budget.available(), budget.total());
+    }
+
+    #[test]
     fn an_empty_payload_fails_at_stage_payload() {
-        let err = process(b"", None, SystemTime::now(), &options()).unwrap_err();
+        let err = process(b"", None, SystemTime::now(), &options(), &budget()).unwrap_err();
         assert_eq!(err.stage, Stage::Payload);
         assert_eq!(err.payload_bytes, 0);
     }

@@ -26,10 +26,13 @@ pub enum Stage {
     Store,
     /// The frame was dropped because the decode queue was full (QoS 0 only).
     Queue,
+    /// Its parts could not be assembled into a frame (missing, too many, too big, inconsistent).
+    Assembly,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
+        Stage::Assembly,
         Stage::Payload,
         Stage::Limits,
         Stage::Decode,
@@ -45,6 +48,7 @@ impl Stage {
             Stage::Decode => "decode",
             Stage::Store => "store",
             Stage::Queue => "queue",
+            Stage::Assembly => "assembly",
         }
     }
 }
@@ -98,8 +102,14 @@ pub struct Success {
     pub sha256: String,
     pub decode_ms: f64,
     pub path: Option<String>,
+    /// Where the image can be fetched over HTTP (`http.public_url`); absent when not configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    /// How the frame was assembled, when it arrived in parts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<crate::frame::chunks::ChunkInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
@@ -178,6 +188,39 @@ mod tests {
         assert_eq!(value["topic"], "cam/1");
         assert_eq!(value["error"], "empty payload");
         assert_eq!(value["schema"], 1);
+    }
+
+    #[test]
+    fn a_chunked_frames_record_says_how_it_was_assembled() {
+        let options = crate::frame::Options::default();
+        let budget = crate::frame::budget::MemoryBudget::new(1 << 30);
+        let photo = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/frames/photo-640x480.jpg"
+        ))
+        .unwrap();
+        let mut record =
+            crate::frame::process(&photo, Some("cam"), SystemTime::now(), &options, &budget)
+                .unwrap()
+                .record;
+        let plain: serde_json::Value = serde_json::to_value(&record).unwrap();
+        assert!(plain.get("chunks").is_none());
+        record.chunks = Some(crate::frame::chunks::ChunkInfo {
+            mode: crate::frame::chunks::Mode::TopicIndex,
+            parts: 26,
+            bytes: photo.len(),
+            assembly_ms: 12.5,
+            id: Some("17".into()),
+        });
+        let value: serde_json::Value = serde_json::to_value(&record).unwrap();
+        assert_eq!(
+            value["chunks"],
+            serde_json::json!({
+                "mode": "topic-index", "parts": 26, "bytes": photo.len(), "assembly_ms": 12.5, "id": "17"
+            })
+        );
+        let failure = Failure::new(Some("cam"), SystemTime::now(), 0, Stage::Assembly, "x");
+        assert_eq!(serde_json::to_value(&failure).unwrap()["stage"], "assembly");
     }
 
     #[test]

@@ -17,6 +17,14 @@ pub struct StageLabel {
     pub stage: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// Why retention deletes frame files: the `[retention]` bound that needed the room.
+pub const DELETE_REASONS: [&str; 3] = ["max_age", "max_bytes", "min_free"];
+
 /// The counters and gauges. Cloning a metric shares it, so the registry and the pipeline see the same.
 #[derive(Debug)]
 pub struct Metrics {
@@ -47,6 +55,16 @@ pub struct Metrics {
     pub storage_blocked: Gauge<i64, AtomicI64>,
     /// Frames whose storage failed for a reason outside them and that were put back to wait.
     pub store_retries: Counter,
+    /// Frames made durable (flushed to disk) before being acked, per `output.sync`.
+    pub frames_flushed: Counter,
+    /// Frame files under `output.dir` that retention knows of (0 while `[retention]` is off).
+    pub stored_files: Gauge<i64, AtomicI64>,
+    /// Their bytes.
+    pub stored_bytes: Gauge<i64, AtomicI64>,
+    /// Frame files retention deleted, by reason.
+    pub deleted_files: Family<ReasonLabel, Counter>,
+    /// Their bytes, by reason.
+    pub deleted_bytes: Family<ReasonLabel, Counter>,
     /// Bytes held for frames in flight (payloads, topics, records), against `pipeline.max_inflight_bytes`.
     pub held_bytes: Gauge<i64, AtomicI64>,
     /// 1 while connected to the broker.
@@ -73,6 +91,11 @@ impl Default for Metrics {
             in_flight: Gauge::default(),
             storage_blocked: Gauge::default(),
             store_retries: Counter::default(),
+            frames_flushed: Counter::default(),
+            stored_files: Gauge::default(),
+            stored_bytes: Gauge::default(),
+            deleted_files: Family::default(),
+            deleted_bytes: Family::default(),
             held_bytes: Gauge::default(),
             connected: Gauge::default(),
             connections: Counter::default(),
@@ -142,6 +165,31 @@ impl Default for Metrics {
             m.store_retries.clone(),
         );
         r.register(
+            "frames_flushed",
+            "Frames flushed to disk before being acked (output.sync = file or batch)",
+            m.frames_flushed.clone(),
+        );
+        r.register(
+            "stored_files",
+            "Frame files under output.dir known to retention",
+            m.stored_files.clone(),
+        );
+        r.register(
+            "stored_bytes",
+            "Bytes of frame files under output.dir known to retention",
+            m.stored_bytes.clone(),
+        );
+        r.register(
+            "deleted_files",
+            "Frame files deleted by retention, by reason",
+            m.deleted_files.clone(),
+        );
+        r.register(
+            "deleted_bytes",
+            "Bytes of frame files deleted by retention, by reason",
+            m.deleted_bytes.clone(),
+        );
+        r.register(
             "inflight_bytes",
             "Bytes held for frames in flight (payloads, topics, records)",
             m.held_bytes.clone(),
@@ -163,6 +211,10 @@ impl Default for Metrics {
                 stage: stage.as_str(),
             }));
         }
+        for reason in DELETE_REASONS {
+            drop(m.deleted_files.get_or_create(&ReasonLabel { reason }));
+            drop(m.deleted_bytes.get_or_create(&ReasonLabel { reason }));
+        }
         m
     }
 }
@@ -174,6 +226,16 @@ impl Metrics {
                 stage: stage.as_str(),
             })
             .inc();
+    }
+
+    /// A frame file of `bytes` deleted by retention for `reason` (one of [`DELETE_REASONS`]).
+    pub fn count_deleted(&self, reason: &'static str, bytes: u64) {
+        self.deleted_files
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        self.deleted_bytes
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(bytes);
     }
 
     /// Failures at `stage` so far.
@@ -248,5 +310,20 @@ mod tests {
             "{text}"
         );
         assert_eq!(m.failed_total(), 2);
+    }
+
+    #[test]
+    fn deletions_are_exported_by_reason_from_the_start() {
+        let m = Metrics::default();
+        m.count_deleted("max_bytes", 1000);
+        let text = m.render();
+        assert!(
+            text.contains(r#"mqimg_deleted_files_total{reason="max_age"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"mqimg_deleted_bytes_total{reason="max_bytes"} 1000"#),
+            "{text}"
+        );
     }
 }

@@ -1,10 +1,12 @@
-//! `mqimg publish` against a private broker, and the harness's broker restart.
+//! `mqimg publish` against a private broker (whole frames and chunked ones), and the harness's broker
+//! restart.
 
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use mqimg::cli::PublishArgs;
+use mqimg::cli::{ChunkArgs, PublishArgs};
+use mqimg::frame::chunks::{Assembler, Event, Limits, Mode, Source};
 use mqimg::frame::payload::Detected;
 use rumqttc::QoS;
 
@@ -25,6 +27,7 @@ fn args(broker: &str, topic: &str, encoding: Detected, count: u64) -> PublishArg
         count,
         rate: None,
         client_id: None,
+        chunking: ChunkArgs::default(),
         files: vec![fixture_path(PHOTO)],
     }
 }
@@ -185,4 +188,115 @@ async fn harness_restarts_the_broker_on_the_same_port_with_its_persistence() {
     let mut subscriber = Subscriber::connect_with(&url, topic, QoS::AtLeastOnce, persistent).await;
     let message = subscriber.recv(RECV_TIMEOUT).await;
     assert_eq!(message.payload, b"queued", "log:\n{}", broker.log());
+}
+
+/// Publishes `args`, then returns the `n` messages a subscriber to `filter` got, checking there were
+/// no more.
+async fn publish_and_take(
+    broker: &Broker,
+    filter: &str,
+    args: &PublishArgs,
+    n: usize,
+) -> Vec<Message> {
+    let mut subscriber = Subscriber::connect(&broker.url(), filter, QoS::AtLeastOnce).await;
+    with_timeout(30, "mqimg publish", mqimg::cli::publish::run(args))
+        .await
+        .expect("publishing succeeds");
+    let messages = subscriber.recv_n(n, RECV_TIMEOUT).await;
+    publish_once(&broker.url(), &args.topic, "end", QoS::AtLeastOnce).await;
+    let next = subscriber.recv(RECV_TIMEOUT).await;
+    assert_eq!(next.payload, b"end", "more than {n} messages arrived");
+    messages
+}
+
+/// The frames the assembler makes of `messages`, in order of completion.
+fn assemble(mode: Mode, messages: &[Message]) -> Vec<(String, Vec<u8>)> {
+    let source = Source {
+        mode,
+        ..Source::default()
+    };
+    let mut assembler = Assembler::new(Limits::default());
+    let now = std::time::Instant::now();
+    let mut frames = Vec::new();
+    for (id, message) in (0..).zip(messages) {
+        for event in assembler.part(&source, &message.topic, &message.payload, id, now) {
+            match event {
+                Event::Complete { topic, bytes, .. } => frames.push((topic, bytes)),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    frames
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_json_parts_sends_the_file_as_numbered_base64_slices() {
+    let broker = Broker::new();
+    let photo = fixture(PHOTO);
+    let mut args = args(&broker.url(), "cams/esp", Detected::Base64, 1);
+    args.chunking = ChunkArgs {
+        chunks: Mode::JsonParts,
+        chunk_bytes: 2048,
+        interleave: false,
+    };
+    let total = photo.len().div_ceil(2048);
+    assert!(total >= 50);
+    let messages = publish_and_take(&broker, "cams/esp", &args, total).await;
+    for (i, message) in messages.iter().enumerate() {
+        assert_eq!(message.topic, "cams/esp");
+        let part: serde_json::Value = serde_json::from_slice(&message.payload).expect("JSON");
+        assert_eq!(part["id"], 0);
+        assert_eq!(part["part"], i + 1, "parts in order, from 1");
+        assert_eq!(part["total"], total);
+        let data = STANDARD
+            .decode(part["data"].as_str().expect("data is text"))
+            .expect("data is base64");
+        let slice = &photo[i * 2048..photo.len().min((i + 1) * 2048)];
+        assert!(data == slice, "part {} holds bytes {}..", i + 1, i * 2048);
+    }
+    assert_eq!(
+        assemble(Mode::JsonParts, &messages),
+        [("cams/esp".to_owned(), photo)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_interleaves_two_frames_by_id_or_as_two_cameras() {
+    let broker = Broker::new();
+    let (jpeg, png) = (fixture(PHOTO), fixture("frames/photo-640x480.png"));
+    let mut args = args(&broker.url(), "cams/esp", Detected::Raw, 1);
+    args.files.push(fixture_path("frames/photo-640x480.png"));
+    args.chunking = ChunkArgs {
+        chunks: Mode::TopicIndex,
+        chunk_bytes: 8192,
+        interleave: true,
+    };
+    let (a, b) = (jpeg.len().div_ceil(8192), png.len().div_ceil(8192));
+    let messages = publish_and_take(&broker, "cams/esp/#", &args, a + b).await;
+    assert_eq!(messages[0].topic, format!("cams/esp/0/0/{a}"));
+    assert_eq!(messages[1].topic, format!("cams/esp/1/0/{b}"));
+    assert_eq!(messages[2].topic, format!("cams/esp/0/1/{a}"));
+    let frames = assemble(Mode::TopicIndex, &messages);
+    assert_eq!(frames.len(), 2);
+    assert!(frames.contains(&("cams/esp".to_owned(), jpeg.clone())));
+    assert!(frames.contains(&("cams/esp".to_owned(), png)));
+
+    // Without frame ids, the second frame is another camera's.
+    args.files.pop();
+    args.count = 2;
+    args.encoding = Detected::Base64;
+    args.chunking.chunks = Mode::StartDataEnd;
+    let n = 2 * (jpeg.len().div_ceil(8192) + 2);
+    let messages = publish_and_take(&broker, "cams/#", &args, n).await;
+    assert_eq!(messages[0].topic, "cams/esp/start");
+    assert_eq!(messages[1].topic, "cams/esp-2/start");
+    assert!(messages[2].payload.starts_with(b"/9j/"), "base64 pieces");
+    let frames = assemble(Mode::StartDataEnd, &messages);
+    assert_eq!(
+        frames,
+        [
+            ("cams/esp".to_owned(), jpeg.clone()),
+            ("cams/esp-2".to_owned(), jpeg)
+        ]
+    );
 }

@@ -4,12 +4,19 @@
 //! Pure and CPU-bound: callers run it off the async reactor. Not responsible for payload formats
 //! (base64, JSON envelopes: see `payload`) nor for what happens to the pixels afterwards.
 //!
-//! This module holds the API and what both formats share (the pixel conversion, warnings); `limits` the
-//! size checks, `png` and `jpeg` the formats. JPEG bytes go through a marker walk first, which refuses
-//! truncated and unsupported files and warns about damaged ones: see `jpeg`.
+//! Two steps: [`inspect`] reads the header (sizes checked against the limits, the decode's memory
+//! estimated) without allocating pixels, then [`Inspected::decode`]; in between the caller may take the
+//! estimate from a [`MemoryBudget`] shared with other decodes ([`Inspected::reserve`]).
+//!
+//! This module holds the API and what both formats share (orientation, warnings); `limits` the size
+//! checks, `memory` the estimates, `png` and `jpeg` the formats. JPEG bytes go through a marker walk
+//! first, which refuses truncated and unsupported files and warns about damaged ones: see `jpeg`.
 
+#[cfg(test)]
+mod conformance;
 mod jpeg;
 mod limits;
+mod memory;
 mod png;
 #[cfg(test)]
 mod tests;
@@ -17,11 +24,11 @@ mod tests;
 use std::fmt;
 
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageError};
+use image::{DynamicImage, ImageError};
 use serde::Serialize;
 
+use crate::frame::budget::{MemoryBudget, OverBudget, Permit};
 use crate::frame::hex_head;
-use limits::{check_limits, image_limits};
 
 /// Size limits checked from the image header before pixels are allocated. A limit of N allows N.
 ///
@@ -140,6 +147,13 @@ pub enum DecodeError {
         pixels: u64,
         limit: Limit,
     },
+    /// Decoding would need more memory than the whole budget shared by all decodes.
+    #[error("image is {width}x{height}: decoding it {cause} (decode.max_memory_bytes)")]
+    OverBudget {
+        width: u32,
+        height: u32,
+        cause: OverBudget,
+    },
     /// The `image` crate refused at one of the limits we set as defence in depth (dimensions, allocation).
     #[error("{format} decoder refused the image at a limit: {}", tidy(.cause))]
     CodecLimit { format: Format, cause: ImageError },
@@ -164,15 +178,21 @@ pub enum DecodeError {
     /// The codec failed on the pixel data or headers.
     #[error("{format} decode failed: {}", tidy(.cause))]
     Codec { format: Format, cause: ImageError },
+    /// A structure mqimg checks itself before the codec reads it.
+    #[error("{format} decode failed: {cause}")]
+    Corrupt { format: Format, cause: String },
 }
 
 impl DecodeError {
     /// True when the image was refused by a size limit rather than found broken or unsupported.
     pub fn is_limit(&self) -> bool {
-        matches!(self, Self::TooLarge { .. } | Self::CodecLimit { .. })
+        matches!(
+            self,
+            Self::TooLarge { .. } | Self::OverBudget { .. } | Self::CodecLimit { .. }
+        )
     }
 
-    fn from_image(format: Format) -> impl FnOnce(ImageError) -> Self {
+    fn from_image(format: Format) -> impl Fn(ImageError) -> Self + Copy {
         move |cause| match cause {
             ImageError::Limits(_) => Self::CodecLimit { format, cause },
             cause => Self::Codec { format, cause },
@@ -202,51 +222,139 @@ fn tidy(cause: &ImageError) -> String {
     }
 }
 
-/// Decodes `bytes` into RGB8 under `limits`.
+/// Decodes `bytes` into RGB8 under `limits`: [`inspect`], then [`Inspected::decode`].
 ///
 /// The format comes from the magic bytes. Sizes are checked against `limits` from the header before any
 /// pixel buffer exists. With [`Limits::apply_orientation`] the EXIF orientation is applied (the reported
 /// [`Decoded::orientation`] is the tag either way).
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
-    match Format::sniff(bytes) {
-        Some(Format::Jpeg) => jpeg::decode(bytes, limits),
-        Some(Format::Png) => png::decode(bytes, limits),
-        None if bytes.is_empty() => Err(DecodeError::Empty),
-        None => Err(DecodeError::UnknownFormat {
-            head: hex_head(bytes, HEAD_BYTES),
-        }),
-    }
+    inspect(bytes, limits)?.decode()
+}
+
+/// Reads the header of `bytes` and checks its size against `limits`, allocating no pixels. JPEGs are
+/// walked to their end-of-image marker here (truncation, unsupported codings, damage warnings).
+pub fn inspect<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Inspected<'a>, DecodeError> {
+    let source = match Format::sniff(bytes) {
+        Some(Format::Jpeg) => Source::Jpeg(jpeg::inspect(bytes, limits)?),
+        Some(Format::Png) => Source::Png(Box::new(png::inspect(bytes, limits)?)),
+        None if bytes.is_empty() => return Err(DecodeError::Empty),
+        None => {
+            return Err(DecodeError::UnknownFormat {
+                head: hex_head(bytes, HEAD_BYTES),
+            });
+        }
+    };
+    Ok(Inspected {
+        source,
+        limits: *limits,
+    })
 }
 
 /// Bytes of the input shown in [`DecodeError::UnknownFormat`].
 const HEAD_BYTES: usize = 8;
 
-/// Decodes the pixels under limits, converts them to RGB8 and orients them.
-fn pixels(
-    mut decoder: impl ImageDecoder,
-    format: Format,
-    orientation: Orientation,
-    limits: &Limits,
-) -> Result<image::RgbImage, DecodeError> {
-    let (width, height) = decoder.dimensions();
-    check_limits(width, height, limits)?;
-    let mut budget = image_limits(limits);
-    decoder
-        .set_limits(budget.clone())
-        .map_err(DecodeError::from_image(format))?;
-    // `DynamicImage::from_decoder` does not check `max_alloc` itself (`ImageReader::decode` does this).
-    budget
-        .reserve(decoder.total_bytes())
-        .map_err(DecodeError::from_image(format))?;
-    let image = DynamicImage::from_decoder(decoder).map_err(DecodeError::from_image(format))?;
-    // Free for RGB8 (most JPEGs); one converting copy for gray, RGBA and 16-bit images.
-    let rgb = image.into_rgb8();
-    if !limits.apply_orientation || orientation == Orientation::NoTransforms {
-        return Ok(rgb);
+/// An image whose header passed the limits, not decoded yet: its size and what decoding it will cost.
+pub struct Inspected<'a> {
+    source: Source<'a>,
+    limits: Limits,
+}
+
+enum Source<'a> {
+    Jpeg(jpeg::Jpeg<'a>),
+    // The png reader carries its row buffers and inflate state inline.
+    Png(Box<png::Png<'a>>),
+}
+
+impl Inspected<'_> {
+    pub fn format(&self) -> Format {
+        match self.source {
+            Source::Jpeg(_) => Format::Jpeg,
+            Source::Png(_) => Format::Png,
+        }
+    }
+
+    /// Width and height as stored, before orientation.
+    pub fn dimensions(&self) -> (u32, u32) {
+        match &self.source {
+            Source::Jpeg(jpeg) => jpeg.size(),
+            Source::Png(png) => png.size(),
+        }
+    }
+
+    fn orientation(&self) -> Orientation {
+        match &self.source {
+            Source::Jpeg(jpeg) => jpeg.orientation,
+            Source::Png(png) => png.orientation,
+        }
+    }
+
+    /// The estimated peak memory of [`Inspected::decode`]: the RGB8 output, the decoder's intermediates
+    /// and, for orientations that swap width and height, the rotated copy. See `memory`.
+    pub fn memory_bytes(&self) -> u64 {
+        let decoder = match &self.source {
+            Source::Jpeg(jpeg) => jpeg.memory_bytes(),
+            Source::Png(png) => png.memory_bytes(),
+        };
+        let (width, height) = self.dimensions();
+        decoder + memory::orientation(width, height, self.transposes())
+    }
+
+    /// Whether decoding ends with a rotation that swaps width and height (EXIF orientations 5–8).
+    fn transposes(&self) -> bool {
+        self.limits.apply_orientation
+            && matches!(
+                self.orientation(),
+                Orientation::Rotate90
+                    | Orientation::Rotate270
+                    | Orientation::Rotate90FlipH
+                    | Orientation::Rotate270FlipH
+            )
+    }
+
+    /// Takes [`Inspected::memory_bytes`] from `budget`, waiting for other decodes to give enough back;
+    /// more than the whole budget is refused at once ([`DecodeError::OverBudget`], a limit).
+    pub fn reserve(&self, budget: &MemoryBudget) -> Result<Permit, DecodeError> {
+        budget.acquire(self.memory_bytes()).map_err(|cause| {
+            let (width, height) = self.dimensions();
+            DecodeError::OverBudget {
+                width,
+                height,
+                cause,
+            }
+        })
+    }
+
+    /// Decodes into RGB8 and applies the EXIF orientation when [`Limits::apply_orientation`] is set.
+    pub fn decode(self) -> Result<Decoded, DecodeError> {
+        let format = self.format();
+        let orientation = self.orientation();
+        let (rgb, warnings) = match self.source {
+            Source::Jpeg(jpeg) => jpeg.pixels(&self.limits)?,
+            Source::Png(png) => (png.pixels()?, Vec::new()),
+        };
+        let rgb = if self.limits.apply_orientation {
+            orient(rgb, orientation)
+        } else {
+            rgb
+        };
+        Ok(Decoded {
+            format,
+            orientation: orientation.to_exif(),
+            rgb,
+            warnings,
+        })
+    }
+}
+
+/// Rotates and flips `rgb` by `orientation`: in place, except the rotations that swap width and height,
+/// which write a new buffer (counted in [`Inspected::memory_bytes`]).
+fn orient(rgb: image::RgbImage, orientation: Orientation) -> image::RgbImage {
+    if orientation == Orientation::NoTransforms {
+        return rgb;
     }
     let mut image = DynamicImage::ImageRgb8(rgb);
     image.apply_orientation(orientation);
-    Ok(image.into_rgb8())
+    image.into_rgb8()
 }
 
 /// At most this many warnings per frame; the rest are counted in a final entry.

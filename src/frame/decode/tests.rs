@@ -3,7 +3,8 @@
 #![expect(clippy::unwrap_used, reason = "tests")]
 
 use super::*;
-use image::Rgb;
+use crate::frame::decode::limits::image_limits;
+use image::{ImageDecoder as _, Rgb};
 
 pub(super) fn fixture(path: &str) -> Vec<u8> {
     let full = format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
@@ -329,4 +330,48 @@ fn warnings_are_capped() {
     let list = warnings.finish();
     assert_eq!(list.len(), MAX_WARNINGS + 1);
     assert_eq!(list[MAX_WARNINGS], "12 more warnings not shown");
+}
+
+#[test]
+fn every_jpeg_fixture_decodes_as_the_image_crate_converts_it() {
+    // Grey comes out of zune-jpeg into the RGB buffer and is widened in place; the rest is RGB already.
+    for path in [
+        "frames/photo-640x480.jpg",
+        "variants/gray-1280x720.jpg",
+        "variants/cmyk-adobe-1024x768.jpg",
+        "variants/progressive-1280x720.jpg",
+        "variants/subsampling444-1280x720.jpg",
+        "variants/exif-orientation6-1280x720.jpg",
+    ] {
+        let bytes = fixture(path);
+        let mut expected = image::load_from_memory(&bytes).unwrap();
+        let orientation = image::ImageReader::new(std::io::Cursor::new(&bytes))
+            .with_guessed_format()
+            .unwrap()
+            .into_decoder()
+            .unwrap()
+            .orientation()
+            .unwrap();
+        expected.apply_orientation(orientation);
+        assert_eq!(ok(&bytes).rgb, expected.into_rgb8(), "{path}");
+    }
+}
+
+#[test]
+fn jpeg_estimates_count_coefficients_only_when_the_decoder_keeps_them() {
+    let estimate = |path: &str| {
+        let bytes = fixture(path);
+        let inspected = inspect(&bytes, &Limits::default()).unwrap();
+        let (width, height) = inspected.dimensions();
+        let known = u64::from(width) * u64::from(height) * 3 + bytes.len() as u64 + memory::FIXED;
+        (inspected.memory_bytes() - known) as f64 / f64::from(width * height)
+    };
+    // Bytes a pixel beyond the RGB8 output, the input copy and the fixed part, for the same 1280x720
+    // frame: a baseline JPEG needs a few rows, 4:2:0 or 4:4:4 alike; a progressive 4:2:0 one all its
+    // coefficients instead: 1 + 2 x 1/4 samples a pixel, 2 bytes each.
+    let baseline = estimate("frames/photo-1280x720.jpg");
+    let full = estimate("variants/subsampling444-1280x720.jpg");
+    let progressive = estimate("variants/progressive-1280x720.jpg");
+    assert!(baseline < 0.5 && full < 0.5, "{baseline} {full}");
+    assert!((progressive - 3.0).abs() < 0.01, "{progressive}");
 }

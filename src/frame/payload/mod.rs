@@ -396,7 +396,7 @@ fn looks_like_bytes_repr(text: &[u8]) -> bool {
 
 /// Up to [`EXCERPT_CHARS`] characters of `bytes` (lossy UTF-8), escaped for double quotes, `…`
 /// when cut.
-fn excerpt(bytes: &[u8]) -> String {
+pub(crate) fn excerpt(bytes: &[u8]) -> String {
     let head = &bytes[..bytes.len().min(EXCERPT_CHARS * 4)];
     let text = String::from_utf8_lossy(head);
     let mut chars = text.chars();

@@ -73,10 +73,21 @@ fn shown(topic: &str) -> String {
 /// A frame topic that `template` turns into a record topic one of `filters` matches, if any. The
 /// template must pass [`super::validate_template`] and the filters [`super::validate_filter`].
 pub fn feedback(template: &str, filters: &[&str]) -> Option<Feedback> {
+    feedback_between(template, filters, filters)
+}
+
+/// Like [`feedback`], when frames are on other topics than the messages the filters take: a chunked
+/// frame's topic is its parts' topic without their last levels. `frame_filters` match every frame
+/// topic; `filters` are the subscriptions.
+pub fn feedback_between(
+    template: &str,
+    frame_filters: &[&str],
+    filters: &[&str],
+) -> Option<Feedback> {
     if template.is_empty() {
         return None;
     }
-    filters.iter().find_map(|frame_filter| {
+    frame_filters.iter().find_map(|frame_filter| {
         filters
             .iter()
             .find_map(|record_filter| between(template, frame_filter, record_filter))

@@ -5,7 +5,7 @@
 mod feedback;
 mod render;
 
-pub use feedback::{Feedback, feedback, reserved_record};
+pub use feedback::{Feedback, feedback, feedback_between, reserved_record};
 pub use render::{MAX_BYTES, MAX_LEVELS, refused_char, render, validate_template};
 
 /// Checks a topic filter (`+`/`#` wildcards; `$share/GROUP/FILTER` allowed).

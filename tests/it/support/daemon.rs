@@ -35,15 +35,14 @@ pub fn settings(url: &str, filters: &[&str], dir: &Path) -> Settings {
         .map(|f| Subscription {
             topic: (*f).to_owned(),
             qos: mqimg::config::Qos::AtLeastOnce,
-            encoding: Default::default(),
-            json_field: None,
+            ..Subscription::default()
         })
         .collect();
     settings.output.dir = Some(dir.to_owned());
     settings.decode.workers = 2;
     settings.log.summary_interval = None;
     // Port 0: tests run in parallel, each daemon gets its own endpoint.
-    settings.metrics.listen = Some((std::net::Ipv4Addr::LOCALHOST, 0).into());
+    settings.http.listen = Some((std::net::Ipv4Addr::LOCALHOST, 0).into());
     settings
 }
 
@@ -51,7 +50,7 @@ pub fn settings(url: &str, filters: &[&str], dir: &Path) -> Settings {
 pub struct Daemon {
     pub metrics: Arc<Metrics>,
     pub health: Arc<mqimg::ops::health::Health>,
-    /// The daemon's `/metrics` endpoint.
+    /// The daemon's HTTP listener (`/metrics`, the live view).
     pub http: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<Summary>>,
@@ -63,7 +62,7 @@ impl Daemon {
         let app = App::build(settings).expect("building the daemon");
         let metrics = app.metrics();
         let health = app.health();
-        let http = app.metrics_addr().expect("the metrics endpoint is on");
+        let http = app.http_addr().expect("the HTTP listener is on");
         let mut subscribed = app.health().subscribed();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async {
@@ -144,7 +143,22 @@ impl DaemonProcess {
 
     /// Starts `mqimg run -c config` without waiting for anything.
     pub fn spawn(config: &Path) -> DaemonProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mqimg"))
+        DaemonProcess::spawn_in(config, None)
+    }
+
+    /// Like [`DaemonProcess::start`], in the working directory `cwd`.
+    pub async fn start_in(config: &Path, cwd: &Path) -> DaemonProcess {
+        let mut daemon = DaemonProcess::spawn_in(config, Some(cwd));
+        daemon.wait_for_log("subscribed", READY_TIMEOUT_SECS).await;
+        daemon
+    }
+
+    fn spawn_in(config: &Path, cwd: Option<&Path>) -> DaemonProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mqimg"));
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
             .args(["run", "-c"])
             .arg(config)
             .env("RUST_LOG", "info")
@@ -251,6 +265,7 @@ pub fn publish_args(
         count,
         rate: None,
         client_id: None,
+        chunking: mqimg::cli::ChunkArgs::default(),
         files: vec![super::fixture_path(file)],
     }
 }

@@ -7,6 +7,7 @@
 mod broker;
 mod client;
 pub mod daemon;
+pub mod http;
 mod system;
 
 use std::future::Future;
@@ -37,4 +38,22 @@ pub fn fixture_path(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(path)
+}
+
+/// `n` distinct valid JPEGs (~106 KB): the 640x480 photo with a numbered comment segment, so each is
+/// stored in its own file.
+pub fn distinct_frames(n: usize) -> Vec<Vec<u8>> {
+    let photo = fixture("frames/photo-640x480.jpg");
+    (0..n)
+        .map(|i| {
+            let comment = format!("mqimg test frame {i}");
+            let len = u16::try_from(comment.len() + 2).expect("a short comment");
+            let mut jpeg = photo[..2].to_vec();
+            jpeg.extend_from_slice(&[0xFF, 0xFE]);
+            jpeg.extend_from_slice(&len.to_be_bytes());
+            jpeg.extend_from_slice(comment.as_bytes());
+            jpeg.extend_from_slice(&photo[2..]);
+            jpeg
+        })
+        .collect()
 }

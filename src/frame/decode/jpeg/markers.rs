@@ -4,11 +4,15 @@
 //! become warnings; the entropy-coded data itself is left to [`entropy::check_scan`].
 
 use super::entropy;
+use super::scans::Scans;
 use crate::frame::decode::limits::check_limits;
 use crate::frame::decode::{DecodeError, Limits, Warnings};
 
 /// What the walk learnt about a JPEG that reached its end-of-image marker.
 pub(super) struct Header<'a> {
+    pub frame: Frame,
+    /// How many components the first scan holds (all of them in an interleaved sequential JPEG).
+    pub first_scan_components: usize,
     /// The TIFF structure of the first `Exif` APP1 segment (after `Exif\0\0`).
     pub exif: Option<&'a [u8]>,
     pub warnings: Vec<String>,
@@ -21,8 +25,9 @@ const DHT: u8 = 0xc4;
 const DRI: u8 = 0xdd;
 const APP1: u8 = 0xe1;
 
-/// The frame header (SOFn) facts the walk uses.
-pub(super) struct Frame {
+/// The frame header (SOFn) facts the walk and the memory estimate use.
+#[derive(Debug)]
+pub(in crate::frame::decode) struct Frame {
     pub width: u16,
     pub height: u16,
     /// (component id, horizontal sampling, vertical sampling)
@@ -30,6 +35,8 @@ pub(super) struct Frame {
     /// Baseline or extended sequential with Huffman coding (SOF0, SOF1): the scans
     /// [`entropy::check_scan`] verifies.
     pub huffman_sequential: bool,
+    /// Progressive (SOF2): the decoder keeps every coefficient until the last scan.
+    pub progressive: bool,
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -63,6 +70,8 @@ pub(super) fn walk_with<'a>(
     // Only the first scan found corrupt gets a warning.
     let mut verify = verify;
     let mut scans = 0;
+    let mut scan_checks: Option<Scans> = None;
+    let mut first_scan_components = 0;
     let mut pos = 2;
     // Just past the last complete segment or scan.
     let mut complete = 2;
@@ -96,7 +105,18 @@ pub(super) fn walk_with<'a>(
                 });
             }
             EOI => {
+                let Some(frame) = frame else {
+                    return Err(DecodeError::Malformed {
+                        offset: at,
+                        detail: "end-of-image marker before the frame header".to_owned(),
+                    });
+                };
+                if let Some(checks) = &scan_checks {
+                    checks.finish(&frame)?;
+                }
                 return Ok(Header {
+                    frame,
+                    first_scan_components,
                     exif,
                     warnings: warnings.finish(),
                 });
@@ -162,6 +182,13 @@ pub(super) fn walk_with<'a>(
                         detail: "scan before the frame header".to_owned(),
                     });
                 };
+                scan_checks.get_or_insert_with(|| Scans::new(frame)).check(
+                    frame,
+                    payload,
+                    (scans + 1, at),
+                    &tables,
+                    &mut warnings,
+                )?;
                 complete = end;
                 let scan = scan_data(b, end, &mut warnings).ok_or_else(|| {
                     truncated(
@@ -191,8 +218,11 @@ pub(super) fn walk_with<'a>(
                     }
                 }
                 scans += 1;
+                if scans == 1 {
+                    first_scan_components = payload.first().map_or(0, |&n| usize::from(n));
+                }
                 if verify
-                    && frame.huffman_sequential
+                    && (frame.huffman_sequential || frame.progressive)
                     && let Some(grid) = grid
                     && let Some(warning) = entropy::check_scan(
                         b,
@@ -371,6 +401,7 @@ fn frame_header(
         height,
         components,
         huffman_sequential: matches!(marker, 0xc0 | 0xc1),
+        progressive: marker == 0xc2,
     })
 }
 

@@ -465,3 +465,21 @@ fn find_ff_agrees_with_a_plain_search() {
         assert_eq!(find_ff(&bytes, from), plain, "from {from}");
     }
 }
+
+/// Issue 9, finding 3: bytes between the scans of a progressive JPEG.
+#[test]
+fn stray_bytes_after_a_progressive_dc_scan_get_a_warning() {
+    let mut bytes = fixture("variants/progressive-1280x720.jpg");
+    // The DHT segment between the DC first scan and the first AC scan.
+    let dht = scan_start(&bytes) + marker_offset(&bytes[scan_start(&bytes)..], 0xc4);
+    bytes.splice(dht..dht, [0x55; 16]);
+    let header = walk_with(&bytes, &Limits::default(), true).unwrap();
+    assert_eq!(header.warnings.len(), 1, "{:?}", header.warnings);
+    let warning = &header.warnings[0];
+    assert!(
+        warning
+            .starts_with("corrupt entropy-coded data: 16 extraneous bytes after MCU 3600 of 3600")
+            && warning.contains("before marker ffc4"),
+        "{warning}"
+    );
+}

@@ -64,6 +64,17 @@ impl Bits {
         Ok(e)
     }
 
+    /// Decodes the one symbol (and its extra bits) a block has in a progressive DC first scan.
+    pub(super) fn dc_only(&mut self, reader: &mut Reader<'_>, dc: &Table) -> Result<(), Fault> {
+        *self = reader.refill(*self);
+        let mut e = dc.fast[self.peek(LOOKAHEAD)];
+        if e == 0 {
+            e = dc.slow(self.acc)?;
+        }
+        self.consume(u32::from(e & 63));
+        Ok(())
+    }
+
     /// Decodes one block: a DC symbol and the AC symbols up to end-of-block or coefficient 63,
     /// several at a time ([`Table::group`]).
     ///

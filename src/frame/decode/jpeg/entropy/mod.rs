@@ -1,4 +1,5 @@
-//! A Huffman-level check of the entropy-coded data of sequential Huffman JPEGs (SOF0, SOF1).
+//! A Huffman-level check of the entropy-coded data of sequential Huffman JPEGs (SOF0, SOF1) and of
+//! the DC first scans of progressive ones.
 //!
 //! Decodes every Huffman symbol of every block of a scan (DC category plus its extra bits, AC
 //! run/size symbols plus theirs, up to end-of-block or coefficient 63), with stuffed `ff 00`, fill
@@ -16,7 +17,8 @@
 //! 0.4 ms for 640x480, 2.2–2.5 ms for 1920x1080 and ~7 ms for 3840x2160 at quality 85, i.e. 15–20 % on
 //! top of the decode.
 //!
-//! Progressive scans are not checked.
+//! Progressive AC and refinement scans are not checked: their symbols depend on every block's
+//! coefficient history.
 //!
 //! [`tables`] builds the decoding tables from the DHT segments; [`bits`] reads the data through them.
 //! Here: what the two share (the layout of a table entry), the Huffman table specifications the walk
@@ -97,6 +99,12 @@ impl<'a> Specs<'a> {
         }
     }
 
+    /// Whether a scan may use the table of `class` and `id`: defined, standard (see [`Specs::get`]),
+    /// or not knowable because a DHT segment did not parse.
+    pub(super) fn defines(&self, class: usize, id: u8) -> bool {
+        self.broken || (id <= 3 && self.get(class, usize::from(id)).is_some())
+    }
+
     /// The table of `class` and `id`, or the standard one of ITU T.81 K.3 (which Motion-JPEG frames
     /// leave out) for ids 0 and 1.
     fn get(&self, class: usize, id: usize) -> Option<Spec<'a>> {
@@ -125,7 +133,7 @@ enum Fault {
 /// Decodes the Huffman symbols of the scan whose entropy-coded data is `b[data]` (`index` counts
 /// scans from 1; `grid` is its MCUs as columns and rows; `sos` the SOS segment's payload) and
 /// describes the first fault found. `None` when the data is sound or the scan not checkable
-/// (progressive, undefined or broken tables).
+/// (progressive AC or refinement, undefined or broken tables).
 #[expect(clippy::too_many_arguments, reason = "the walk's state, passed as is")]
 pub(super) fn check_scan(
     b: &[u8],
@@ -142,8 +150,12 @@ pub(super) fn check_scan(
     }
     let count = usize::from(*sos.first()?);
     let selectors = sos.get(1..1 + 2 * count)?;
-    if sos.get(1 + 2 * count..4 + 2 * count)? != [0, 63, 0] {
-        return None; // not a sequential scan (spectral selection, successive approximation)
+    let params = sos.get(1 + 2 * count..4 + 2 * count)?;
+    // Progressive DC first scans are one DC difference a block; AC and refinement scans would
+    // need every block's coefficient history.
+    let dc_only = frame.progressive && params[..2] == [0, 0] && params[2] >> 4 == 0;
+    if !dc_only && (!frame.huffman_sequential || params != [0, 63, 0]) {
+        return None;
     }
     // Tables by class and id, built for those the scan uses; blocks of an MCU as table indices.
     let mut tables: Vec<Rc<Table>> = Vec::new();
@@ -152,7 +164,11 @@ pub(super) fn check_scan(
     for selector in selectors.chunks_exact(2) {
         let &(_, h, v) = frame.components.iter().find(|c| c.0 == selector[0])?;
         let mut pair = [0; 2];
-        for (class, id) in [(0, selector[1] >> 4), (1, selector[1] & 0x0f)] {
+        let classes = if dc_only { 1 } else { 2 };
+        for (class, id) in [(0, selector[1] >> 4), (1, selector[1] & 0x0f)]
+            .into_iter()
+            .take(classes)
+        {
             let id = usize::from(id);
             let slot = built.get_mut(class)?.get_mut(id)?;
             if *slot == usize::MAX {
@@ -187,7 +203,12 @@ pub(super) fn check_scan(
         }
         left -= 1;
         for &[dc, ac] in &blocks {
-            if let Err(f) = bits.block(&mut reader, &tables[dc], &tables[ac]) {
+            let done = if dc_only {
+                bits.dc_only(&mut reader, &tables[dc])
+            } else {
+                bits.block(&mut reader, &tables[dc], &tables[ac])
+            };
+            if let Err(f) = done {
                 fault = Some((f, mcu));
                 break 'mcus;
             }

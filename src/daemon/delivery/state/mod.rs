@@ -210,6 +210,8 @@ pub struct Delivery<A> {
     record_bytes: usize,
     /// Records of dropped QoS 0 frames not published because records were at the bound.
     records_dropped: u64,
+    /// Bytes held by partial frames being assembled (rule 7).
+    assembly_bytes: usize,
     /// QoS 1/2 frames our acks may still bring (rule 7), decayed by [`Delivery::tick`].
     ack_debt: usize,
     /// What a frame's record costs in bytes (with the client's copy), the recent maximum. Payloads
@@ -235,6 +237,12 @@ pub struct Delivery<A> {
     abandoned: u64,
 }
 
+mod bounds;
+mod records;
+mod storage;
+
+pub use records::UnknownPublish;
+
 impl<A> Delivery<A> {
     pub fn new(rules: Rules) -> Self {
         Self {
@@ -252,6 +260,7 @@ impl<A> Delivery<A> {
             payload_bytes: 0,
             record_bytes: 0,
             records_dropped: 0,
+            assembly_bytes: 0,
             ack_debt: 0,
             record_cost: FRAME_OVERHEAD_BYTES,
             unassigned: VecDeque::new(),
@@ -292,31 +301,6 @@ impl<A> Delivery<A> {
         self.replay.clear();
     }
 
-    /// Rule 3: without a session rumqttc dropped the records it held for replay, and the broker forgot
-    /// those awaiting their PUBACK.
-    fn republish_lost_records(&mut self) {
-        let replay = mem::take(&mut self.replay);
-        let frames = &self.frames;
-        let lost = |seq: &u64| {
-            frames
-                .get(seq)
-                .and_then(|f| f.record_handle)
-                .is_some_and(|handle| replay.contains(&handle))
-        };
-        let mut again: Vec<u64> = self.unassigned.iter().copied().filter(lost).collect();
-        self.unassigned.retain(|seq| !lost(seq));
-        again.extend(self.awaiting_puback.drain().map(|(_, (seq, _))| seq));
-        again.sort_unstable();
-        for seq in again {
-            if let Some(frame) = self.frames.get(&seq)
-                && let Some(record) = frame.record.clone()
-            {
-                let qos = frame.qos.min(self.rules.record_qos);
-                self.outbox.push_back(Request::Publish { seq, record, qos });
-            }
-        }
-    }
-
     /// The connection failed; `replay` holds the handles of the records the client kept to resend.
     /// `short_lived`: the broker closed it soon after accepting it (rule 8's evidence).
     pub fn on_disconnected(&mut self, replay: HashSet<usize>, short_lived: bool) {
@@ -331,66 +315,6 @@ impl<A> Delivery<A> {
         self.outbox.retain(|r| !matches!(r, Request::Ack(_)));
     }
 
-    /// Rule 8: the broker processes packets in order, so the record it choked on is the oldest one
-    /// sent on this connection and not acknowledged.
-    fn strike_oldest_unacked_record(&mut self) {
-        let generation = self.generation;
-        let Some(seq) = self
-            .awaiting_puback
-            .values()
-            .filter(|(_, sent_on)| *sent_on == generation)
-            .map(|(seq, _)| *seq)
-            .min()
-        else {
-            return;
-        };
-        let Some(topic) = self
-            .frames
-            .get(&seq)
-            .and_then(|f| f.record.as_ref())
-            .map(|r| r.topic.clone())
-        else {
-            return;
-        };
-        let strikes = self.strikes.entry(topic.clone()).or_insert(0);
-        *strikes += 1;
-        if *strikes < RECORD_STRIKES {
-            return;
-        }
-        self.strikes.remove(&topic);
-        if self.refused.len() == REFUSED_TOPICS {
-            self.refused.pop_front();
-        }
-        self.refused.push_back(topic.clone());
-        // Give up every frame whose record goes there, wherever it is on its way out.
-        let victims: Vec<u64> = self
-            .frames
-            .iter()
-            .filter(|(_, f)| !f.finished && f.record.as_ref().is_some_and(|r| r.topic == topic))
-            .map(|(seq, _)| *seq)
-            .collect();
-        for seq in victims {
-            self.give_up(seq);
-        }
-    }
-
-    /// Rule 8: the frame's record will not be published; its frame finishes.
-    fn give_up(&mut self, seq: u64) {
-        self.awaiting_puback.retain(|_, (s, _)| *s != seq);
-        self.unassigned.retain(|s| *s != seq);
-        self.outbox
-            .retain(|r| !matches!(r, Request::Publish { seq: s, .. } if *s == seq));
-        if let Some(topic) = self
-            .frames
-            .get(&seq)
-            .and_then(|f| f.record.as_ref())
-            .map(|r| r.topic.clone())
-        {
-            self.given_up.push((seq, topic));
-        }
-        self.finish(seq);
-    }
-
     /// A frame arrived with `qos`; `ack` is what acknowledges it on this connection.
     pub fn on_frame(
         &mut self,
@@ -400,6 +324,51 @@ impl<A> Delivery<A> {
         qos: Qos,
         ack: A,
     ) -> Arrival {
+        let job = Job {
+            seq: 0,
+            topic,
+            payload,
+            received_at,
+            assembled: None,
+        };
+        self.admit(job, qos, Some(ack), true)
+    }
+
+    /// A frame assembled from parts (already acked, each once it was spooled): the same path as a
+    /// frame that arrived whole, without an ack of its own. `job.seq` is assigned here.
+    pub fn on_assembled(&mut self, job: Job, qos: Qos) -> Arrival {
+        self.admit(job, qos, None, true)
+    }
+
+    /// Parts that cannot become a frame: a frame without an ack or a job, for its failure record,
+    /// which the caller hands to [`Delivery::on_done`] with the returned seq.
+    pub fn on_assembly_failed(
+        &mut self,
+        topic: String,
+        received_at: SystemTime,
+        qos: Qos,
+    ) -> Option<u64> {
+        let job = Job {
+            seq: 0,
+            topic,
+            payload: Bytes::new(),
+            received_at,
+            assembled: None,
+        };
+        match self.admit(job, qos, None, false) {
+            Arrival::Accepted(seq) => Some(seq),
+            Arrival::Dropped(job, _) => Some(job.seq),
+            Arrival::Refused => None,
+        }
+    }
+
+    /// Bytes held outside this state machine for frames in flight (partial frames being assembled):
+    /// counted with the payloads, so they pause intake too.
+    pub fn set_assembly_bytes(&mut self, bytes: usize) {
+        self.assembly_bytes = bytes;
+    }
+
+    fn admit(&mut self, mut job: Job, qos: Qos, ack: Option<A>, queue: bool) -> Arrival {
         if self.draining {
             self.abandoned += 1;
             return Arrival::Refused;
@@ -409,15 +378,16 @@ impl<A> Delivery<A> {
         if qos != Qos::AtMostOnce {
             self.ack_debt = self.ack_debt.saturating_sub(1);
         }
-        let awaits_ack = self.rules.manual_acks && qos != Qos::AtMostOnce;
-        let payload_held = payload.len() + topic.len() + FRAME_OVERHEAD_BYTES;
+        job.seq = seq;
+        let awaits_ack = self.rules.manual_acks && qos != Qos::AtMostOnce && ack.is_some();
+        let payload_held = job.payload.len() + job.topic.len() + FRAME_OVERHEAD_BYTES;
         let over_bound = self.held_bytes() >= self.rules.max_held_bytes;
         self.payload_bytes += payload_held;
         self.frames.insert(
             seq,
             InFlight {
                 generation: self.generation,
-                ack: awaits_ack.then_some(ack),
+                ack: ack.filter(|_| awaits_ack),
                 qos,
                 record: None,
                 record_handle: None,
@@ -429,12 +399,9 @@ impl<A> Delivery<A> {
         if awaits_ack {
             self.acks.push_back(seq);
         }
-        let job = Job {
-            seq,
-            topic,
-            payload,
-            received_at,
-        };
+        if !queue {
+            return Arrival::Accepted(seq);
+        }
         // Rules 4, 6 and 7: a QoS 0 frame never waits, and is not held over the bound. While storage
         // fails it is dropped too, unless it can be the probe that finds storage working again.
         if qos == Qos::AtMostOnce {
@@ -497,59 +464,6 @@ impl<A> Delivery<A> {
         None
     }
 
-    /// Rule 6: a worker could not store `job` for a reason outside the frame.
-    pub fn on_store_failed(&mut self, job: Job) -> StoreFailed {
-        self.queue_full = false;
-        let qos = self.frames.get(&job.seq).map_or(Qos::AtMostOnce, |f| f.qos);
-        if self.draining && qos != Qos::AtMostOnce {
-            if let Some(frame) = self.frames.remove(&job.seq) {
-                self.release(&frame);
-            }
-            self.abandoned += 1;
-            return StoreFailed::Abandoned;
-        }
-        let newly_blocked = self.blocked.is_none();
-        let blocked = self.blocked.get_or_insert(Blocked {
-            delay: STORE_RETRY_MIN,
-            probe: None,
-            probe_due: false,
-        });
-        let retry_in = if newly_blocked {
-            Some(blocked.delay)
-        } else if blocked.probe == Some(job.seq) {
-            // The probe failed too: wait longer before the next one.
-            blocked.probe = None;
-            blocked.delay = (blocked.delay * 2).min(STORE_RETRY_MAX);
-            Some(blocked.delay)
-        } else {
-            None
-        };
-        if qos == Qos::AtMostOnce {
-            return StoreFailed::Dropped(job);
-        }
-        // Older than anything in the backlog: keep arrival order among the waiting frames.
-        let at = self.retry.partition_point(|j| j.seq < job.seq);
-        self.retry.insert(at, job);
-        StoreFailed::Waiting {
-            newly_blocked,
-            retry_in,
-        }
-    }
-
-    /// The storage retry delay has passed: let one waiting frame try.
-    pub fn retry_storage(&mut self) {
-        if let Some(blocked) = &mut self.blocked
-            && blocked.probe.is_none()
-        {
-            blocked.probe_due = true;
-        }
-    }
-
-    /// Storage is failing (rule 6): the frames waiting for it.
-    pub fn storage_blocked(&self) -> Option<usize> {
-        self.blocked.as_ref().map(|_| self.retry.len())
-    }
-
     /// A worker (or the driver, for a dropped frame) reports a frame's durable outcome.
     /// Returns whether this ended a storage failure (rule 6): the driver says so once.
     pub fn on_done(&mut self, outcome: Outcome) -> bool {
@@ -610,48 +524,6 @@ impl<A> Delivery<A> {
         recovered
     }
 
-    /// The client took the record of `seq` for publishing; `handle` identifies it in its replay queue.
-    pub fn record_handed(&mut self, seq: u64, handle: usize, qos: Qos) {
-        if let Some(frame) = self.frames.get_mut(&seq) {
-            frame.record_handle = Some(handle);
-        }
-        if qos == Qos::AtMostOnce {
-            self.finish(seq);
-        } else {
-            self.unassigned.push_back(seq);
-        }
-    }
-
-    /// The record of `seq` can never be published (an invalid topic): the frame is finished anyway,
-    /// or it would hold back every ack after it.
-    pub fn record_refused(&mut self, seq: u64) {
-        self.finish(seq);
-    }
-
-    /// A record publish went out with `pkid` (rumqttc reports them in hand-over order).
-    pub fn on_record_sent(&mut self, pkid: u16) -> Result<(), UnknownPublish> {
-        // Packet id 0 is a QoS 0 publish; one already awaiting its PUBACK is a retransmission.
-        if pkid == 0 || self.awaiting_puback.contains_key(&pkid) {
-            return Ok(());
-        }
-        let seq = self.unassigned.pop_front().ok_or(UnknownPublish(pkid))?;
-        self.awaiting_puback.insert(pkid, (seq, self.generation));
-        Ok(())
-    }
-
-    /// The broker acknowledged the record publish `pkid`. Returns whether it was one of ours.
-    pub fn on_record_acked(&mut self, pkid: u16) -> bool {
-        match self.awaiting_puback.remove(&pkid) {
-            Some((seq, _)) => {
-                // The broker takes records again: whatever closed the connection before was not them.
-                self.strikes.clear();
-                self.finish(seq);
-                true
-            }
-            None => false,
-        }
-    }
-
     /// Shutdown: no more jobs for the workers; the backlog is abandoned (rule 5). Returns how many
     /// backlog frames were given up.
     pub fn start_draining(&mut self) -> usize {
@@ -679,11 +551,6 @@ impl<A> Delivery<A> {
         self.outbox.push_front(request);
     }
 
-    /// Frames whose record was given up (rule 8) since the last call, with the record topic.
-    pub fn take_given_up(&mut self) -> Vec<(u64, String)> {
-        mem::take(&mut self.given_up)
-    }
-
     /// Frames finished since the last call, in the order they finished.
     pub fn take_finished(&mut self) -> Vec<u64> {
         mem::take(&mut self.finished)
@@ -695,32 +562,7 @@ impl<A> Delivery<A> {
         self.draining
             || (self.backlog.len() < self.rules.backlog_frames
                 && self.blocked.is_none()
-                && self.payload_bytes < self.rules.max_held_bytes)
-    }
-
-    /// Frames the acks sent may still bring (rule 7).
-    pub fn ack_debt(&self) -> usize {
-        self.ack_debt
-    }
-
-    /// Bytes of payloads held for frames the workers have not reported yet (rule 7).
-    pub fn payload_bytes(&self) -> usize {
-        self.payload_bytes
-    }
-
-    /// Bytes held for frames in flight (rule 7).
-    pub fn held_bytes(&self) -> usize {
-        self.payload_bytes + self.record_bytes
-    }
-
-    /// Records of QoS 0 frames dropped because records were at the bound (rule 7).
-    pub fn records_dropped(&self) -> u64 {
-        self.records_dropped
-    }
-
-    fn release(&mut self, frame: &InFlight<A>) {
-        self.payload_bytes -= frame.payload_held;
-        self.record_bytes -= frame.record_held;
+                && self.payload_bytes + self.assembly_bytes < self.rules.max_held_bytes)
     }
 
     /// Nothing is left that could still finish.
@@ -792,22 +634,6 @@ impl<A> Delivery<A> {
         self.release_acks();
     }
 
-    /// Time passes (the driver calls this every [`ACK_DEBT_HALF_LIFE`]): frames an ack released have
-    /// arrived by now or are not coming, so the debt shrinks and held-back acks may go.
-    pub fn tick(&mut self) {
-        self.ack_debt /= 2;
-        self.release_acks();
-    }
-
-    /// Rule 7: the next ack keeps the bytes held, plus what acks may still bring, under the bound.
-    /// With no debt one ack may always go, or a small bound would stop acks forever.
-    fn ack_affordable(&self) -> bool {
-        self.draining
-            || self.ack_debt == 0
-            || self.record_bytes + (self.ack_debt + ACK_RELEASES) * self.record_cost
-                < self.rules.max_held_bytes
-    }
-
     /// Rule 2: acks finished frames from the head of the arrival order, on their own connection.
     fn release_acks(&mut self) {
         while let Some(&head) = self.acks.front() {
@@ -830,8 +656,3 @@ impl<A> Delivery<A> {
         }
     }
 }
-
-/// A publish went out that mqimg did not hand over.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("a publish went out with packet id {0} that mqimg did not send")]
-pub struct UnknownPublish(pub u16);

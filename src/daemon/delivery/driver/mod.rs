@@ -16,12 +16,16 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod chunks;
+
 use super::state::{Arrival, Delivery, DropReason, Outcome, Request, Rules, StoreFailed};
 use crate::config::{Qos, Settings};
 use crate::daemon::mqtt::{self, MqttEvent};
+use crate::daemon::retention::InUse;
 use crate::daemon::workers::{Context, Done, Finished, Job, Report};
 use crate::frame::record::{Failure, Stage};
 use crate::ops::health::Health;
+use crate::ops::live::Hub;
 use crate::ops::metrics::Metrics;
 
 /// How soon requests the client's channel refused are offered again.
@@ -46,6 +50,8 @@ pub struct Driver {
     retain: bool,
     /// The workers' queue (bounded: `pipeline.queue_frames`); `None` once draining.
     jobs: Option<Sender<Job>>,
+    /// Chunked subscriptions: where their parts go, and the frames assembled from them.
+    chunks: Option<chunks::Chunks>,
     /// Builds failure records for frames dropped here.
     context: Arc<Context>,
     metrics: Arc<Metrics>,
@@ -53,6 +59,8 @@ pub struct Driver {
     health: Arc<Health>,
     /// What each frame became, logged once its outcome is final.
     reports: HashMap<u64, Report>,
+    /// Frame files retention must not delete yet: their records are not published.
+    in_use: HashMap<u64, InUse>,
     /// PUBACKs sent for frames, to notice a stall.
     acked: u64,
     /// `pipeline.max_inflight_bytes`, for messages.
@@ -61,9 +69,26 @@ pub struct Driver {
     store_retry_at: Option<Instant>,
     /// When storage started failing, for the recovery message.
     blocked_since: Option<Instant>,
+    /// The live view, given each frame's outcome once it is final.
+    live: Option<Arc<Hub>>,
 }
 
 impl Driver {
+    /// Sends the parts of chunked subscriptions to `assembling` instead of the workers.
+    pub fn with_chunks(
+        mut self,
+        setup: crate::daemon::chunks::Setup,
+        assembling: crate::daemon::chunks::Assembling,
+    ) -> Self {
+        self.chunks = Some(chunks::Chunks::new(setup, assembling));
+        self
+    }
+
+    /// The assembly thread, to join at exit.
+    pub fn take_assembling(&mut self) -> Option<crate::daemon::chunks::Assembling> {
+        self.chunks.take().map(chunks::Chunks::into_assembling)
+    }
+
     pub fn new(
         settings: &Settings,
         client: AsyncClient,
@@ -91,12 +116,21 @@ impl Driver {
             context,
             metrics,
             health,
+            chunks: None,
             reports: HashMap::new(),
+            in_use: HashMap::new(),
             acked: 0,
             max_held_bytes: settings.pipeline.max_inflight_bytes,
             store_retry_at: None,
             blocked_since: None,
+            live: None,
         }
+    }
+
+    /// Feeds `hub` each frame's final outcome.
+    pub fn with_live(mut self, hub: Option<Arc<Hub>>) -> Self {
+        self.live = hub;
+        self
     }
 
     /// Runs until shutdown is requested and in-flight frames are finished (or `grace` has passed), or
@@ -125,6 +159,7 @@ impl Driver {
                     None => break,
                 },
                 Some(outcome) = done.recv() => self.on_done(outcome),
+                Some(assembly) = chunks::next_assembly(&mut self.chunks) => self.on_assembly(assembly),
                 () = shutdown.cancelled(), if deadline.is_none() => {
                     self.jobs = None;
                     let abandoned = self.state.start_draining();
@@ -170,6 +205,11 @@ impl Driver {
         }
         self.state.retry(Request::Disconnect);
         self.flush();
+        if let Some(assembling) = self.take_assembling() {
+            // Its queue is closed now; it exits at once (parts in flight stay spooled for the next
+            // start), without holding up the shutdown.
+            tokio::task::spawn_blocking(move || assembling.join());
+        }
         summary
     }
 
@@ -214,6 +254,7 @@ impl Driver {
             pkid: publish.pkid,
             payload: bytes::Bytes::new(),
         };
+        let is_part = self.is_part(&publish.topic);
         let arrival = self.state.on_frame(
             publish.topic,
             publish.payload,
@@ -221,8 +262,10 @@ impl Driver {
             qos,
             header,
         );
-        if let Arrival::Dropped(job, reason) = arrival {
-            self.drop_qos0(job, reason);
+        match arrival {
+            Arrival::Accepted(seq) if is_part => self.part_arrived(seq, qos, publish.dup),
+            Arrival::Dropped(job, reason) => self.drop_qos0(job, reason),
+            _ => {}
         }
     }
 
@@ -273,7 +316,13 @@ impl Driver {
             // Counted here, not by the worker: only now is its file known to be on disk.
             self.metrics.ok.inc();
         }
+        if let (Some(hub), Some(update)) = (&self.live, done.live) {
+            hub.publish(*update);
+        }
         self.reports.insert(done.seq, done.report);
+        if let Some(in_use) = done.in_use {
+            self.in_use.insert(done.seq, in_use);
+        }
         let recovered = self.state.on_done(Outcome {
             seq: done.seq,
             record: done.record,
@@ -346,6 +395,10 @@ impl Driver {
     /// After each event: hand jobs to the workers, requests to the client, log finished frames.
     fn step(&mut self) {
         while let Some(job) = self.state.next_job() {
+            let job = match self.route_part(job) {
+                Ok(()) => continue,
+                Err(job) => job,
+            };
             let Some(jobs) = &self.jobs else { break };
             match jobs.try_send(job) {
                 Ok(()) => {}
@@ -373,10 +426,13 @@ impl Driver {
             self.metrics.records_failed.inc();
         }
         for seq in self.state.take_finished() {
+            self.in_use.remove(&seq);
             if let Some(report) = self.reports.remove(&seq) {
                 report.log(seq);
             }
+            self.forget_parts(seq);
         }
+        self.flush_part_removals();
         let m = &self.metrics;
         let queued = self.jobs.as_ref().map_or(0, Sender::len);
         m.queue_depth.set(queued as i64);
