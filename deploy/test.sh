@@ -312,8 +312,8 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 MQTT_PORT=$(free_port)
-METRICS_PORT=$(free_port)
-export MQTT_PORT METRICS_PORT MQTT_BIND=127.0.0.1 METRICS_BIND=127.0.0.1 MQIMG_IMAGE=$image
+HTTP_PORT=$(free_port)
+export MQTT_PORT HTTP_PORT MQTT_BIND=127.0.0.1 HTTP_BIND=127.0.0.1 MQIMG_IMAGE=$image
 project="mqimg-deploy-test-$$"
 compose=("${compose_cli[@]}" -f deploy/compose.yaml -p "$project")
 
