@@ -32,7 +32,8 @@ COPY config ./config
 COPY src ./src
 # The registry and target folders are BuildKit cache mounts: a rebuild after a source change compiles
 # mqimg alone, not its dependencies. The binary is copied out of the cache before the step ends, without
-# the line tables the release profile keeps (46 MB → 7 MB; symbols stay, so backtraces name functions).
+# the line tables the release profile keeps (46 MB → 7 MB when measured; symbols stay, so backtraces
+# name functions).
 RUN --mount=type=secret,id=extra_ca \
     --mount=type=tmpfs,target=/run/ca \
     --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
