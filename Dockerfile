@@ -6,8 +6,9 @@
 # Needs BuildKit (RUN --mount): Docker 23 or later, docker buildx, or DOCKER_BUILDKIT=1 on Docker 20.10.
 # The image runs `mqimg run -c /etc/mqimg/mqimg.toml` as uid/gid 10001 (user mqimg), stores frames in
 # /frames (owned by 10001, so a named volume starts out writable; chown a bind-mounted folder to 10001 or
-# run with --user UID:GID), and serves /metrics, /healthz and /readyz on 0.0.0.0:9464. Any key can be
-# overridden as MQIMG__SECTION__KEY. See the README's Deploy section.
+# run with --user UID:GID), and serves its HTTP listener (live view, /metrics, /healthz, /readyz) on
+# 0.0.0.0:9464: set MQIMG__HTTP__TOKEN when that port is reachable by others. Any key can be overridden
+# as MQIMG__SECTION__KEY. See the README's Deploy section.
 #
 # Build arguments:
 #   BUILD_IMAGE    the Rust image the binary is compiled in (glibc no newer than RUNTIME_IMAGE's)
@@ -31,7 +32,8 @@ COPY config ./config
 COPY src ./src
 # The registry and target folders are BuildKit cache mounts: a rebuild after a source change compiles
 # mqimg alone, not its dependencies. The binary is copied out of the cache before the step ends, without
-# the line tables the release profile keeps (46 MB → 7 MB; symbols stay, so backtraces name functions).
+# the line tables the release profile keeps (46 MB → 7 MB when measured; symbols stay, so backtraces
+# name functions).
 RUN --mount=type=secret,id=extra_ca \
     --mount=type=tmpfs,target=/run/ca \
     --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \

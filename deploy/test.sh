@@ -14,8 +14,9 @@
 # Prints one line per step and ends with `deploy: passed in …` (or `deploy: FAILED …`, exit 1).
 #
 # Environment: MQIMG_DEPLOY_BINARY=prebuilt builds the image from the host's `cargo build --release`
-# instead of compiling in the build stage (faster on a machine without the stand-in yet).
-# MQIMG_DEPLOY_KEEP=1 leaves the stack up for a look (tear down with the printed command).
+# (in target/) instead of compiling in the build stage, whose crates and compiled dependencies stay in
+# BuildKit's cache between runs. MQIMG_DEPLOY_KEEP=1 leaves the stack (and a dockerd started here) up
+# for a look, and prints the command that tears it down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,7 +51,9 @@ cleanup() {
         { say "tear-down failed:"; sed 's/^/  /' "$work/down.log"; }
     fi
   fi
-  if [ -n "$dockerd_pid" ]; then
+  if [ -n "$dockerd_pid" ] && [ "${MQIMG_DEPLOY_KEEP:-}" = 1 ]; then
+    say "left dockerd running (pid $dockerd_pid)"
+  elif [ -n "$dockerd_pid" ]; then
     say "stopping the dockerd this script started (pid $dockerd_pid)"
     kill "$dockerd_pid" 2>/dev/null
     for _ in $(seq 60); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.5; done
@@ -174,7 +177,7 @@ have_or_pull() {
 
 stand_in_runtime() {
   command -v debootstrap >/dev/null 2>&1 || { say "installing debootstrap"; apt_install debootstrap; }
-  local root="$work/rootfs"
+  local root="$work/rootfs" t=$SECONDS
   say "debootstrap --variant=minbase bookworm (about 2 minutes)"
   debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 || {
     tail -20 "$work/debootstrap.log"
@@ -197,10 +200,11 @@ EOF
     --change "LABEL $stand_in_label=\"debootstrap minbase bookworm, $(date -u +%F)\"" \
     --change 'CMD ["bash"]' - "$runtime_image" >/dev/null
   rm -rf "$root"
-  say "$runtime_image: stand-in imported ($(docker image inspect --format '{{.Size}}' "$runtime_image" | numfmt --to=iec))"
+  say "$runtime_image: stand-in imported in $((SECONDS - t)) s ($(docker image inspect --format '{{.Size}}' "$runtime_image" | numfmt --to=iec-i --suffix=B))"
 }
 
 stand_in_mosquitto() {
+  local t=$SECONDS
   # The same paths as the real image: /mosquitto/config/mosquitto.conf, /mosquitto/data, /mosquitto/log.
   "${build_cmd[@]}" --network host -q -t "$mosquitto_image" - >"$work/build-mosquitto.log" 2>&1 <<EOF || {
 FROM $runtime_image
@@ -208,7 +212,7 @@ RUN apt-get update \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mosquitto mosquitto-clients \\
  && rm -rf /var/lib/apt/lists/* \\
  && mkdir -p /mosquitto/config /mosquitto/data /mosquitto/log \\
- && printf 'listener 1883\npersistence true\npersistence_location /mosquitto/data/\nlog_dest stdout\n' \\
+ && printf 'listener 1883\npersistence true\npersistence_location /mosquitto/data/\nlog_dest stderr\n' \\
       > /mosquitto/config/mosquitto.conf \\
  && chown -R mosquitto:mosquitto /mosquitto
 LABEL $stand_in_label="Debian's mosquitto on $runtime_image, $(date -u +%F)"
@@ -219,13 +223,13 @@ EOF
     tail -20 "$work/build-mosquitto.log"
     fail "building the $mosquitto_image stand-in failed"
   }
-  say "$mosquitto_image: stand-in built from Debian's mosquitto"
+  say "$mosquitto_image: stand-in built from Debian's mosquitto in $((SECONDS - t)) s"
 }
 
 stand_in_rust() {
   # This machine's toolchain (cargo, rustc and their libraries, without docs) on the runtime base
   # plus gcc for linking. Laid out like the official image: CARGO_HOME=/usr/local/cargo.
-  local sysroot ctx="$work/rust-context" version
+  local sysroot ctx="$work/rust-context" version t=$SECONDS
   sysroot=$(rustc --print sysroot) || fail "no rustc on this machine for the $build_image stand-in"
   version=$(rustc --version)
   mkdir -p "$ctx/rust/bin"
@@ -249,7 +253,7 @@ EOF
     fail "building the $build_image stand-in failed"
   }
   rm -rf "$ctx"
-  say "$build_image: stand-in built ($version)"
+  say "$build_image: stand-in built in $((SECONDS - t)) s ($version)"
 }
 
 have_or_pull "$runtime_image" || stand_in_runtime
@@ -287,11 +291,11 @@ docker cp "mqimg-deploy-cp-$$:/usr/local/bin/mqimg" "$work/mqimg" >/dev/null
 if [ -s "$work/extra-ca.pem" ]; then
   ca_line=$(sed -n '2p' "$work/extra-ca.pem")
   if [ "$(docker export "mqimg-deploy-cp-$$" | grep -acF "$ca_line" || true)" != 0 ]; then
-    docker rm "mqimg-deploy-cp-$$" >/dev/null
+    docker rm -v "mqimg-deploy-cp-$$" >/dev/null
     fail "a local CA certificate given to the build ended up in $image"
   fi
 fi
-docker rm "mqimg-deploy-cp-$$" >/dev/null
+docker rm -v "mqimg-deploy-cp-$$" >/dev/null
 
 # systemd-analyze verify checks that ExecStart's binary exists: point it at the image's binary.
 sed "s#^ExecStart=/usr/local/bin/mqimg #ExecStart=$work/mqimg #" deploy/mqimg.service >"$work/mqimg.service"
@@ -308,8 +312,8 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 MQTT_PORT=$(free_port)
-METRICS_PORT=$(free_port)
-export MQTT_PORT METRICS_PORT MQTT_BIND=127.0.0.1 METRICS_BIND=127.0.0.1 MQIMG_IMAGE=$image
+HTTP_PORT=$(free_port)
+export MQTT_PORT HTTP_PORT MQTT_BIND=127.0.0.1 HTTP_BIND=127.0.0.1 MQIMG_IMAGE=$image
 project="mqimg-deploy-test-$$"
 compose=("${compose_cli[@]}" -f deploy/compose.yaml -p "$project")
 
@@ -372,6 +376,7 @@ print(r["path"])
 say "record on mqimg/results/$topic: 640x480 jpeg, sha256 ${expected_sha:0:12}…, path $path"
 
 # The file in the frames volume: same bytes, owned by the image's user.
+# shellcheck disable=SC2016 # $1 is expanded by the container's shell
 stored=$("${compose[@]}" exec -T mqimg sh -c 'sha256sum "$1" | cut -d" " -f1; stat -c %u "$1"' sh "$path") ||
   fail "no $path in the frames volume"
 [ "$stored" = "$(printf '%s\n10001' "$expected_sha")" ] || fail "stored file $path: $stored"
@@ -382,7 +387,7 @@ say "frames volume ${project}_frames holds $path (same sha256, uid 10001)"
 code=$(docker inspect --format '{{.State.ExitCode}}' "$cid")
 logs=$(docker logs "$cid" 2>&1)
 [ "$code" = 0 ] || fail "mqimg exited with $code after stop: $(tail -5 <<<"$logs")"
-grep -q 'message="shutdown requested"' <<<"$logs" && grep -q 'message=stopped' <<<"$logs" ||
+{ grep -q 'message="shutdown requested"' <<<"$logs" && grep -q 'message=stopped' <<<"$logs"; } ||
   fail "no 'shutdown requested' / 'stopped' lines in mqimg's logs: $(tail -5 <<<"$logs")"
 say "${compose_cli[*]} stop: mqimg exited 0 ($(grep -o 'message=stopped.*' <<<"$logs" | tail -1))"
 
