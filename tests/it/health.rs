@@ -28,10 +28,10 @@ async fn a_ready_daemon_is_healthy_by_url_and_by_its_config() {
     assert!(by_url.status.success(), "{}", text(&by_url.stderr));
     assert_eq!(text(&by_url.stdout), "ready\n");
 
-    // The config a container would pass: its metrics.listen, on all interfaces.
+    // The config a container would pass: its http.listen, on all interfaces.
     let config = dir.path().join("health.toml");
     let listen = format!("0.0.0.0:{}", daemon.http.port());
-    std::fs::write(&config, format!("[metrics]\nlisten = \"{listen}\"\n")).expect("a config");
+    std::fs::write(&config, format!("[http]\nlisten = \"{listen}\"\n")).expect("a config");
     let by_config = health(&["-c", config.to_str().expect("a UTF-8 path")]);
     assert!(by_config.status.success(), "{}", text(&by_config.stderr));
     daemon.stop().await;
@@ -49,7 +49,7 @@ async fn a_daemon_without_its_broker_is_unhealthy_with_the_reason_and_no_daemon_
     config.http.listen = Some(([127, 0, 0, 1], port).into());
     let path = write_config(&config, dir.path());
     let mut daemon = DaemonProcess::spawn(&path);
-    daemon.wait_for_log("serving /metrics", 15).await;
+    daemon.wait_for_log("/readyz", 15).await;
 
     let out = health(&["-c", path.to_str().expect("a UTF-8 path")]);
     assert_eq!(out.status.code(), Some(1));
