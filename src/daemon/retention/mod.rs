@@ -6,8 +6,9 @@
 //! - `scan`: the one walk of the tree, at startup, that fills the index.
 //! - `sweep`: what one sweep deletes, from the index alone.
 //!
-//! Runs on its own OS thread: deleting thousands of files must not stall the reactor or the workers,
-//! which only wait for the index's lock (one unlink at most).
+//! Runs on its own OS thread: deleting thousands of files must not stall the reactor or the workers.
+//! They only take the index's lock (workers to mark and record a file, the delivery task to drop a
+//! mark), which the janitor holds for one unlink at a time.
 
 mod index;
 mod scan;
