@@ -6,8 +6,10 @@
 //!   the assembly of frames split over many messages.
 //! - [`config`]: settings from a TOML file and `MQIMG__…` environment variables, parsed once into types.
 //! - [`ops`]: what operators watch: metrics, readiness, the HTTP listener and its live view, logs.
-//! - [`daemon`]: the MQTT connection, at-least-once delivery, decode workers, frame files.
-//! - [`cli`]: subcommands, including the one-shot `decode` and the `publish` camera emulator.
+//! - [`daemon`]: the MQTT connection (TCP or TLS), at-least-once delivery, decode workers, frame files,
+//!   retention, chunked frames, and the embedded broker of `run --demo` (feature `embedded-broker`).
+//! - [`cli`]: subcommands, including the one-shot `decode`, the `publish` camera emulator and the
+//!   `health` probe.
 
 pub mod cli;
 pub mod config;

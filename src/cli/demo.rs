@@ -22,8 +22,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const BUILT_IN_CONFIG: &str = "config/mqimg.toml (built in)";
 
 /// The demo's settings: `config`, or the built-in example; the environment applies either way. The
-/// embedded broker's own log lines (a line per connection and subscription) are left out below
-/// warnings, unless `log.level` names its target.
+/// embedded broker's own log lines are off unless `log.level` (or `RUST_LOG`) names `rumqttd`: it
+/// logs every connection at info, and rumqttd 0.20 logs errors for ordinary disconnects ("no-connection
+/// id 1 is already gone", "router-drop") that would send a newcomer looking for a fault. mqimg's own
+/// lines say what matters: which broker, connected, subscribed, each frame.
 pub fn settings(config: Option<&Path>) -> anyhow::Result<Settings> {
     let mut settings = match config {
         Some(path) => Settings::load(Some(path))?,
@@ -31,7 +33,7 @@ pub fn settings(config: Option<&Path>) -> anyhow::Result<Settings> {
     };
     let level = settings.log.level.as_str();
     if !level.contains("rumqttd") {
-        settings.log.level = format!("{level},rumqttd=warn").parse::<LogFilter>()?;
+        settings.log.level = format!("{level},rumqttd=off").parse::<LogFilter>()?;
     }
     Ok(settings)
 }

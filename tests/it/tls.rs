@@ -282,3 +282,18 @@ fn check_config_reads_the_tls_files_and_names_a_missing_one() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_a_plain_port_is_told_apart_from_a_certificate_problem() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let pki = Pki::new(dir.path(), "ca");
+    let broker = Broker::new();
+    let plain_port = broker.url().replace("mqtt://", "mqtts://");
+    let error = publish_over_tls(&plain_port, &pki.ca_file("ca"), None, None)
+        .await
+        .expect_err("no TLS there");
+    assert!(
+        error.contains("is the port in --broker (broker.url) a TLS listener"),
+        "{error}"
+    );
+}
