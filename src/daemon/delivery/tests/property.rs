@@ -358,13 +358,21 @@ fn run(rules: Rules, ops: &[Op]) -> Result<(), TestCaseError> {
     }
     let final_generation = sim.generation;
     for _ in 0..10_000 {
-        let before = (
-            sim.d.in_flight(),
-            sim.held.len(),
-            sim.at_workers.len(),
-            sim.acked.len(),
-            sim.d.outbox(),
-        );
+        // Everything that can change while settling: a round that changes none of it is the end.
+        let progress = |sim: &Sim| {
+            (
+                sim.d.in_flight(),
+                sim.held.len(),
+                sim.at_workers.len(),
+                sim.acked.len(),
+                sim.d.outbox(),
+                sim.d.backlog(),
+                sim.d.storage_blocked(),
+                sim.durable.len(),
+                sim.worked.len(),
+            )
+        };
+        let before = progress(&sim);
         sim.d.retry_storage();
         sim.d.tick();
         sim.pump()?;
@@ -379,13 +387,7 @@ fn run(rules: Rules, ops: &[Op]) -> Result<(), TestCaseError> {
             sim.apply(&Op::PubAck(0))?;
         }
         sim.execute(usize::MAX)?;
-        let after = (
-            sim.d.in_flight(),
-            sim.held.len(),
-            sim.at_workers.len(),
-            sim.acked.len(),
-            sim.d.outbox(),
-        );
+        let after = progress(&sim);
         if after == before && sim.d.ack_debt() == 0 {
             break;
         }
