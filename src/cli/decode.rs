@@ -30,11 +30,7 @@ pub fn run(args: &DecodeArgs) -> anyhow::Result<ExitCode> {
         frame::process(&payload, None, received_at, &options, &budget)
     }))
     .unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+        let what = crate::frame::panic_message(&*panic);
         Err(crate::frame::record::Failure::new(
             None,
             received_at,

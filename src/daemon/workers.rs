@@ -538,11 +538,7 @@ fn work(jobs: &crossbeam_channel::Receiver<Job>, done: &SyncSender<Done>, contex
         let handled =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| context.handle(&job)))
                 .unwrap_or_else(|panic| {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
+                    let what = crate::frame::panic_message(&*panic);
                     let failure = Failure::new(
                         Some(&job.topic),
                         job.received_at,

@@ -159,6 +159,15 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex
 }
 
+/// What a caught panic says: a decoder bug becomes a failure record naming it, not a crash.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 #[cfg(test)]
 mod tests {
     #![expect(clippy::unwrap_used, reason = "tests")]
