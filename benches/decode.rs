@@ -5,14 +5,17 @@
 //! Throughput is counted in pixels (`Throughput::Elements(width * height)`), so criterion's
 //! "Melem/s" reads as megapixels per second (MP/s). One thread; the daemon runs one decode per worker.
 //!
-//! Run with `cargo bench --bench decode` (about a minute on 2 cores).
+//! Every group runs once per JPEG backend the build has (`--features turbojpeg` adds libjpeg-turbo, its
+//! ids prefixed `libjpeg-turbo/`; zune-jpeg's keep the plain frame ids).
+//!
+//! Run with `cargo bench --bench decode` (about a minute on 2 cores; twice that with both backends).
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use base64::Engine as _;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use mqimg::frame::decode::{Limits, decode};
+use mqimg::frame::decode::{Backend, Limits, decode};
 use mqimg::frame::{self, Options};
 
 /// Reads a file under `fixtures/`.
@@ -35,6 +38,14 @@ const FRAMES: [(&str, &str, u64, u64); 5] = [
     ),
 ];
 
+/// The benchmark id of frame `id` decoded by `backend`.
+fn bench_id(backend: Backend, id: &str) -> BenchmarkId {
+    match backend {
+        Backend::Zune => BenchmarkId::from_parameter(id),
+        other => BenchmarkId::new(other.name(), id),
+    }
+}
+
 /// Small samples keep the whole run short; decode times are stable enough for these.
 fn configured() -> Criterion {
     Criterion::default()
@@ -45,29 +56,58 @@ fn configured() -> Criterion {
 
 /// JPEG bytes → RGB8 (marker walk, limits, decode, orientation).
 fn jpeg_to_rgb(c: &mut Criterion) {
-    let limits = Limits::default();
     let mut group = c.benchmark_group("decode/jpeg-to-rgb");
-    for (id, path, width, height) in FRAMES {
-        let bytes = fixture(path);
-        group.throughput(Throughput::Elements(width * height));
-        group.bench_with_input(BenchmarkId::from_parameter(id), &bytes, |b, bytes| {
-            b.iter(|| decode(black_box(bytes), &limits).expect("fixture decodes"));
-        });
+    for backend in Backend::built() {
+        let limits = Limits {
+            backend,
+            ..Limits::default()
+        };
+        for (id, path, width, height) in FRAMES {
+            let bytes = fixture(path);
+            group.throughput(Throughput::Elements(width * height));
+            group.bench_with_input(bench_id(backend, id), &bytes, |b, bytes| {
+                b.iter(|| decode(black_box(bytes), &limits).expect("fixture decodes"));
+            });
+        }
+    }
+    group.finish();
+}
+
+/// [`jpeg_to_rgb`] at 720p and 1080p with `verify_entropy = false`: the decoders alone, without
+/// mqimg's entropy check (which both backends run by default).
+fn jpeg_to_rgb_unverified(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode/jpeg-to-rgb-unverified");
+    for backend in Backend::built() {
+        let limits = Limits {
+            backend,
+            verify_entropy: false,
+            ..Limits::default()
+        };
+        for (id, path, width, height) in &FRAMES[1..3] {
+            let bytes = fixture(path);
+            group.throughput(Throughput::Elements(width * height));
+            group.bench_with_input(bench_id(backend, id), &bytes, |b, bytes| {
+                b.iter(|| decode(black_box(bytes), &limits).expect("fixture decodes"));
+            });
+        }
     }
     group.finish();
 }
 
 /// Base64 payload → RGB8 and its record, as a worker processes a frame (no file, no MQTT).
 fn base64_to_rgb(c: &mut Criterion) {
-    let options = Options::default();
     let budget = mqimg::frame::budget::MemoryBudget::new(1 << 30);
     let mut group = c.benchmark_group("frame/base64-to-rgb");
-    for (id, path, width, height) in FRAMES {
+    for (backend, (id, path, width, height)) in
+        Backend::built().flat_map(|backend| FRAMES.map(|frame| (backend, frame)))
+    {
+        let mut options = Options::default();
+        options.limits.backend = backend;
         let payload = base64::engine::general_purpose::STANDARD
             .encode(fixture(path))
             .into_bytes();
         group.throughput(Throughput::Elements(width * height));
-        group.bench_with_input(BenchmarkId::from_parameter(id), &payload, |b, payload| {
+        group.bench_with_input(bench_id(backend, id), &payload, |b, payload| {
             b.iter(|| {
                 frame::process(
                     black_box(payload),
@@ -86,6 +126,6 @@ fn base64_to_rgb(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = configured();
-    targets = jpeg_to_rgb, base64_to_rgb
+    targets = jpeg_to_rgb, jpeg_to_rgb_unverified, base64_to_rgb
 }
 criterion_main!(benches);

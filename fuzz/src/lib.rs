@@ -1,6 +1,6 @@
 //! What the fuzz targets share: the decode limits they run under.
 
-use mqimg::frame::decode::Limits;
+use mqimg::frame::decode::{Backend, Limits};
 
 /// Decode limits for fuzzing, below the daemon's defaults (8192x8192, 40 MP) so that a header that
 /// legitimately passes them cannot push a run past libFuzzer's 256 MB RSS / allocation limits:
@@ -14,6 +14,7 @@ pub const LIMITS: Limits = Limits {
     max_pixels: 1 << 23,
     apply_orientation: true,
     verify_entropy: true,
+    backend: Backend::Zune,
 };
 
 /// Largest payload `frame` accepts (`decode.max_payload_bytes`); libFuzzer's `-max_len` keeps inputs

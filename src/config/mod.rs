@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::frame::chunks::{Fields, Limits as ChunkLimits, Mode, Source};
-use crate::frame::decode::Limits;
+use crate::frame::decode::{Backend, Limits};
 pub use crate::frame::encode::OutputFormat;
 use crate::frame::payload::Encoding;
 pub use storage::{Retention, SyncMode, TopicRetention};
@@ -343,6 +343,9 @@ pub struct Decode {
     pub apply_orientation: bool,
     /// Check JPEG entropy-coded data for corruption (a warning in the record).
     pub verify_entropy: bool,
+    /// The JPEG decoder: `zune` or `libjpeg-turbo` (builds with the `turbojpeg` feature).
+    #[serde(deserialize_with = "types::choice")]
+    pub backend: Backend,
     /// Decode threads; 0 = one per core.
     pub workers: usize,
     /// Memory all decodes at once may use, by their header estimates (`frame::budget`).
@@ -363,6 +366,7 @@ impl Default for Decode {
             max_pixels: limits.max_pixels,
             apply_orientation: limits.apply_orientation,
             verify_entropy: limits.verify_entropy,
+            backend: limits.backend,
             workers: 0,
             max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
         }
@@ -377,6 +381,7 @@ impl Decode {
             max_pixels: self.max_pixels,
             apply_orientation: self.apply_orientation,
             verify_entropy: self.verify_entropy,
+            backend: self.backend,
         }
     }
 

@@ -12,6 +12,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::frame::chunks::Mode;
+use crate::frame::decode::Backend;
 use crate::frame::encode::OutputFormat;
 use crate::frame::payload::Encoding;
 
@@ -346,6 +347,12 @@ impl Choice for Mode {
 impl Choice for OutputFormat {
     fn all() -> &'static [Self] {
         &[Self::Original, Self::Png, Self::Ppm]
+    }
+}
+
+impl Choice for Backend {
+    fn all() -> &'static [Self] {
+        &Backend::ALL
     }
 }
 

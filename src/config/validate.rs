@@ -57,6 +57,17 @@ impl Settings {
                 ),
             ));
         }
+        if !self.decode.backend.is_built() {
+            return Err(ConfigError::invalid(
+                "decode.backend",
+                format!(
+                    "{:?} needs a build with the `turbojpeg` cargo feature (cargo build --features \
+                     turbojpeg; libjpeg-turbo is built from source, with cmake and nasm); this build \
+                     has only \"zune\"",
+                    self.decode.backend.name()
+                ),
+            ));
+        }
         if self.decode.workers > MAX_WORKERS {
             return Err(ConfigError::invalid(
                 "decode.workers",

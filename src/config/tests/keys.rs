@@ -286,3 +286,30 @@ fn tls_keys_need_a_tls_url_and_come_in_pairs() {
     let typo = error("[broker.tls]\ncafile = \"/etc/ca.pem\"\n", &tls);
     assert!(typo.contains("did you mean ca_file?"), "{typo}");
 }
+
+#[test]
+fn the_decode_backend_is_a_choice_and_libjpeg_turbo_needs_its_feature() {
+    assert_eq!(load_str("", &[]).unwrap().decode.backend, Backend::Zune);
+    let err = error("[decode]\nbackend = \"turbo\"\n", &[]);
+    assert_eq!(
+        err,
+        "invalid config: decode.backend (MQIMG__DECODE__BACKEND): \"turbo\" is not one of zune, \
+         libjpeg-turbo"
+    );
+    let loaded = load_str("", &[("MQIMG__DECODE__BACKEND", "libjpeg-turbo")]);
+    if cfg!(feature = "turbojpeg") {
+        let s = loaded.unwrap();
+        assert_eq!(s.decode.backend, Backend::Turbo);
+        assert_eq!(s.decode.limits().backend, Backend::Turbo);
+        assert!(s.to_toml().contains("backend = \"libjpeg-turbo\""));
+    } else {
+        let err = loaded.unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "invalid config: decode.backend (MQIMG__DECODE__BACKEND): \"libjpeg-turbo\" needs a \
+                 build with the `turbojpeg` cargo feature"
+            ),
+            "{err}"
+        );
+    }
+}

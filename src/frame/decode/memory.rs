@@ -80,6 +80,21 @@ pub(super) fn jpeg(frame: &Frame, first_scan_components: usize, input_bytes: usi
         + FIXED
 }
 
+/// A JPEG decoded by libjpeg-turbo (the `turbojpeg` backend) into the output.
+///
+/// libjpeg reads the input where it lies and keeps, like zune-jpeg, either every coefficient (`i16`,
+/// padded to whole MCUs: progressive and multi-scan sequential JPEGs) or a few rows of samples (bytes,
+/// fewer than [`jpeg`] counts as `i16`); so: [`jpeg`] without the input copy. A 4-component (CMYK)
+/// frame comes out as CMYK, 4 bytes a pixel, and is narrowed to RGB8 in place: one byte a pixel more.
+pub(super) fn turbojpeg(frame: &Frame, first_scan_components: usize) -> u64 {
+    let cmyk = if frame.components.len() == 4 {
+        u64::from(frame.width) * u64::from(frame.height)
+    } else {
+        0
+    };
+    jpeg(frame, first_scan_components, 0) + cmyk
+}
+
 /// Orientations 5 to 8 swap width and height: the rotation writes a second RGB8 buffer.
 pub(super) fn orientation(width: u32, height: u32, transposes: bool) -> u64 {
     if transposes { rgb(width, height) } else { 0 }

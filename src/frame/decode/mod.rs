@@ -12,6 +12,7 @@
 //! checks, `memory` the estimates, `png` and `jpeg` the formats. JPEG bytes go through a marker walk
 //! first, which refuses truncated and unsupported files and warns about damaged ones: see `jpeg`.
 
+mod backend;
 #[cfg(test)]
 mod conformance;
 mod jpeg;
@@ -29,6 +30,7 @@ use serde::Serialize;
 
 use crate::frame::budget::{MemoryBudget, OverBudget, Permit};
 use crate::frame::hex_head;
+pub use backend::Backend;
 
 /// Size limits checked from the image header before pixels are allocated. A limit of N allows N.
 ///
@@ -43,6 +45,8 @@ pub struct Limits {
     pub apply_orientation: bool,
     /// Check the Huffman-coded data of sequential JPEGs for corruption (adds 15–20 % to a decode).
     pub verify_entropy: bool,
+    /// The JPEG decoder.
+    pub backend: Backend,
 }
 
 impl Default for Limits {
@@ -53,6 +57,7 @@ impl Default for Limits {
             max_pixels: 40_000_000,
             apply_orientation: true,
             verify_entropy: true,
+            backend: Backend::Zune,
         }
     }
 }
@@ -329,7 +334,7 @@ impl Inspected<'_> {
         let format = self.format();
         let orientation = self.orientation();
         let (rgb, warnings) = match self.source {
-            Source::Jpeg(jpeg) => jpeg.pixels(&self.limits)?,
+            Source::Jpeg(jpeg) => jpeg.rgb(&self.limits)?,
             Source::Png(png) => (png.pixels()?, Vec::new()),
         };
         let rgb = if self.limits.apply_orientation {

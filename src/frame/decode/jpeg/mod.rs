@@ -25,11 +25,15 @@
 //! are checked (stray bytes after them included), not the AC and refinement scans. Such frames
 //! decode into garbled pixels without a warning: the decoder (zune-jpeg, strict or not) notices nothing.
 
+#[cfg(test)]
+mod detection;
 mod entropy;
 mod markers;
 mod scans;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "turbojpeg")]
+mod turbo;
 
 use std::io::Cursor;
 
@@ -38,7 +42,7 @@ use image::metadata::Orientation;
 use image::{ColorType, ImageDecoder as _};
 
 use super::limits::{check_limits, image_limits};
-use super::{DecodeError, Format, Limits, memory};
+use super::{Backend, DecodeError, Format, Limits, memory};
 pub(super) use markers::Frame;
 
 /// A JPEG the marker walk accepted, not decoded yet.
@@ -46,6 +50,7 @@ pub(super) struct Jpeg<'a> {
     bytes: &'a [u8],
     header: markers::Header<'a>,
     pub orientation: Orientation,
+    backend: Backend,
 }
 
 /// Walks the markers (refusing sizes over `limits`, truncation and unsupported codings) and finds the
@@ -62,6 +67,7 @@ pub(super) fn inspect<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Jpeg<'a>, 
         bytes,
         header,
         orientation,
+        backend: limits.backend,
     })
 }
 
@@ -73,13 +79,31 @@ impl Jpeg<'_> {
         )
     }
 
-    /// The decode's peak memory, before orientation: see [`memory::jpeg`].
+    /// The decode's peak memory, before orientation: see [`memory::jpeg`] and [`memory::turbojpeg`].
     pub fn memory_bytes(&self) -> u64 {
+        if self.backend == Backend::Turbo {
+            return memory::turbojpeg(&self.header.frame, self.header.first_scan_components);
+        }
         memory::jpeg(
             &self.header.frame,
             self.header.first_scan_components,
             self.bytes.len(),
         )
+    }
+
+    /// Decodes into RGB8 (not oriented yet) with the backend `limits` names; the walk's warnings
+    /// come along.
+    pub fn rgb(self, limits: &Limits) -> Result<(image::RgbImage, Vec<String>), DecodeError> {
+        match limits.backend {
+            Backend::Zune => self.pixels(limits),
+            #[cfg(feature = "turbojpeg")]
+            Backend::Turbo => turbo::pixels(self.bytes, self.header),
+            #[cfg(not(feature = "turbojpeg"))]
+            Backend::Turbo => Err(DecodeError::Unsupported {
+                feature: "decoding with libjpeg-turbo in a build without the `turbojpeg` feature"
+                    .to_owned(),
+            }),
+        }
     }
 
     /// Decodes into RGB8 (not oriented yet); the walk's warnings come along.

@@ -1,0 +1,308 @@
+//! The libjpeg-turbo backend (`decode.backend = "libjpeg-turbo"`, cargo feature `turbojpeg`): the
+//! pixels of a JPEG the marker walk accepted, through the `turbojpeg` crate (TurboJPEG 3 API, built
+//! from the crate's bundled source).
+//!
+//! The walk has already refused what it refuses for zune-jpeg (limits, truncation, codings), so
+//! libjpeg only sees JPEGs both backends would decode. libjpeg's fatal errors, raised by `longjmp`
+//! inside C, end in TurboJPEG's own `setjmp` and come back as `Err`: nothing unwinds through Rust.
+//!
+//! libjpeg's warnings (corrupt data, extraneous bytes) do not stop the decode: TurboJPEG finishes the
+//! image and then returns -1 with the first warning's text, which the crate turns into an `Err` like a
+//! fatal error's. They are told apart here by libjpeg's message table (`jerror.h`, `JWRN_*`), which
+//! is fixed for the bundled version: the pixels are complete after a warning and unusable after an
+//! error. A fatal error after a warning leaves the fatal one's text, so it is never taken for a
+//! warning.
+
+use std::cell::RefCell;
+
+use image::error::{DecodingError, ImageFormatHint};
+use image::{ImageError, ImageFormat};
+use turbojpeg::{Decompressor, Image, PixelFormat};
+
+use super::markers::Header;
+use crate::frame::decode::{DecodeError, Format};
+
+thread_local! {
+    /// One decompressor per decode worker: a handle holds libjpeg's state (~10 KiB of tables) and
+    /// stays usable after an error.
+    static DECOMPRESSOR: RefCell<Option<Decompressor>> = const { RefCell::new(None) };
+}
+
+/// Decodes into RGB8 (not oriented yet); the walk's warnings and libjpeg's come back together.
+pub(super) fn pixels(
+    bytes: &[u8],
+    header: Header<'_>,
+) -> Result<(image::RgbImage, Vec<String>), DecodeError> {
+    let (width, height) = (
+        usize::from(header.frame.width),
+        usize::from(header.frame.height),
+    );
+    // libjpeg converts grey and YCbCr (or RGB) JPEGs to RGB itself, but four-component ones only to
+    // CMYK: those are narrowed below, as zune-jpeg does it.
+    let cmyk = header.frame.components.len() == 4;
+    let (format, channels) = if cmyk {
+        (PixelFormat::CMYK, 4)
+    } else {
+        (PixelFormat::RGB, 3)
+    };
+    let mut buf = vec![0u8; width * height * channels];
+    let image = Image {
+        pixels: buf.as_mut_slice(),
+        width,
+        pitch: width * channels,
+        height,
+        format,
+    };
+    let outcome = DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let decompressor = match slot.as_mut() {
+            Some(d) => d,
+            None => slot.insert(Decompressor::new().map_err(fatal)?),
+        };
+        Ok(decompressor.decompress(bytes, image))
+    })?;
+    let mut warnings = header.warnings;
+    if let Err(error) = outcome {
+        let message = match error {
+            turbojpeg::Error::TurboJpegError(message) => message,
+            other => return Err(fatal(other)),
+        };
+        match warning(&message, &warnings) {
+            Verdict::Fatal => return Err(fatal(message)),
+            Verdict::Known => {}
+            Verdict::New(text) => warnings.push(text),
+        }
+    }
+    if cmyk {
+        cmyk_to_rgb(&mut buf, width * height);
+    }
+    let rgb = image::RgbImage::from_raw(
+        u32::from(header.frame.width),
+        u32::from(header.frame.height),
+        buf,
+    )
+    .ok_or_else(|| DecodeError::Unsupported {
+        feature: format!("jpeg output for {width}x{height}"),
+    })?;
+    Ok((rgb, warnings))
+}
+
+/// A libjpeg failure as the same [`DecodeError::Codec`] a zune-jpeg failure is (the `decode` stage).
+fn fatal(cause: impl ToString) -> DecodeError {
+    let cause = cause.to_string();
+    let mut chars = cause.chars();
+    // "Bogus marker length" → "bogus marker length", as `tidy` words zune-jpeg's.
+    let text: String = match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => cause,
+    };
+    DecodeError::Codec {
+        format: Format::Jpeg,
+        cause: ImageError::Decoding(DecodingError::new(
+            ImageFormatHint::Exact(ImageFormat::Jpeg),
+            format!("libjpeg-turbo: {text}"),
+        )),
+    }
+}
+
+/// What a message TurboJPEG returned with -1 means.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// An error: no image.
+    Fatal,
+    /// A warning about what the walk (or the entropy check) already reported.
+    Known,
+    /// A warning to add, worded as ours.
+    New(String),
+}
+
+/// Where libjpeg's warning comes from: it names neither offset nor MCU.
+const SOURCE: &str = "libjpeg-turbo, which does not say where";
+
+/// Classifies `message` (libjpeg's text) against the warnings the walk made (`walk`).
+fn warning(message: &str, walk: &[String]) -> Verdict {
+    let walk_said = |needle: &str| walk.iter().any(|w| w.contains(needle));
+    let corrupt = |what: String, below: &str| {
+        if walk_said("corrupt entropy-coded data") {
+            // mqimg's own check found the same damage, and says where.
+            Verdict::Known
+        } else {
+            Verdict::New(format!(
+                "corrupt entropy-coded data: {what} ({SOURCE}); {below}"
+            ))
+        }
+    };
+    const GARBLED_BELOW: &str = "rows below it are likely garbled";
+    if let Some(rest) = message.strip_prefix("Corrupt JPEG data: ") {
+        if rest == "bad Huffman code" {
+            return corrupt("invalid huffman code".to_owned(), GARBLED_BELOW);
+        }
+        if rest == "premature end of data segment" {
+            return corrupt("premature end of data".to_owned(), GARBLED_BELOW);
+        }
+        // "%u extraneous bytes before marker 0x%02x"
+        if let Some((count, marker)) = rest
+            .split_once(" extraneous bytes before marker 0x")
+            .and_then(|(n, m)| Some((n.parse::<usize>().ok()?, m)))
+        {
+            // The walk words garbage between segments "N extraneous bytes at offset P before
+            // marker ffXX": libjpeg sees the same bytes.
+            if walk.iter().any(|w| {
+                w.starts_with(&format!("{count} extraneous bytes at offset "))
+                    && w.ends_with(&format!("before marker ff{marker}"))
+            }) {
+                return Verdict::Known;
+            }
+            return corrupt(
+                format!("{count} extraneous bytes before marker ff{marker}"),
+                "blocks before it may be garbled",
+            );
+        }
+        // "found marker 0x%02x instead of RST%d"
+        if let Some((marker, rst)) = rest
+            .strip_prefix("found marker 0x")
+            .and_then(|r| r.split_once(" instead of RST"))
+        {
+            if walk_said("restart marker") {
+                return Verdict::Known;
+            }
+            return corrupt(
+                format!("marker ff{marker} where restart marker {rst} was expected"),
+                GARBLED_BELOW,
+            );
+        }
+        return Verdict::New(format!("corrupt jpeg data: {rest} ({SOURCE})"));
+    }
+    // The scan-header warnings `scans` words itself.
+    if message == "Invalid SOS parameters for sequential JPEG" {
+        return if walk_said("as a sequential jpeg must") {
+            Verdict::Known
+        } else {
+            Verdict::New(format!(
+                "invalid scan parameters for a sequential jpeg ({SOURCE})"
+            ))
+        };
+    }
+    if message.starts_with("Inconsistent progression sequence") {
+        return if walk_said("out of progression sequence") {
+            Verdict::Known
+        } else {
+            Verdict::New(format!("{} ({SOURCE})", lower_first(message)))
+        };
+    }
+    // The other `JWRN_*` texts of jerror.h 3.1.
+    const OTHERS: [&str; 4] = [
+        "Premature end of JPEG file",
+        "Warning: unknown JFIF revision number",
+        "Unknown Adobe color transform code",
+        "Application transferred too many scanlines",
+    ];
+    if OTHERS.iter().any(|p| message.starts_with(p)) {
+        let text = message.strip_prefix("Warning: ").unwrap_or(message);
+        return Verdict::New(format!("libjpeg-turbo: {}", lower_first(text)));
+    }
+    Verdict::Fatal
+}
+
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// Narrows `pixels` CMYK pixels at the start of `buf` to RGB8 in place, as zune-jpeg converts them:
+/// libjpeg hands over the stored (Adobe-inverted) values, YCCK already turned to such CMYK, and each
+/// channel is `c * k / 255`.
+fn cmyk_to_rgb(buf: &mut Vec<u8>, pixels: usize) {
+    // Forwards: pixel i's target 3i lies at or before its source 4i.
+    for i in 0..pixels {
+        let k = buf[4 * i + 3];
+        for c in 0..3 {
+            buf[3 * i + c] = blinn(buf[4 * i + c], k);
+        }
+    }
+    buf.truncate(pixels * 3);
+    buf.shrink_to_fit();
+}
+
+/// `a * b / 255`, rounded, as zune-jpeg computes it (Jim Blinn's exact 8-bit product).
+fn blinn(a: u8, b: u8) -> u8 {
+    let t = u32::from(a) * u32::from(b) + 128;
+    // At most 255 * 255 + 128 → 255.
+    u8::try_from((t + (t >> 8)) >> 8).unwrap_or(u8::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_told_from_errors_by_libjpegs_message_table() {
+        for fatal in [
+            "Bogus marker length",
+            "Unsupported marker type 0x05",
+            "Huffman table 0x01 was not defined",
+            "tj3Decompress8(): Invalid argument",
+        ] {
+            assert_eq!(warning(fatal, &[]), Verdict::Fatal, "{fatal}");
+        }
+        assert_eq!(
+            warning("Corrupt JPEG data: bad Huffman code", &[]),
+            Verdict::New(
+                "corrupt entropy-coded data: invalid huffman code (libjpeg-turbo, which does not \
+                 say where); rows below it are likely garbled"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            warning("Corrupt JPEG data: 3 extraneous bytes before marker 0xd9", &[]),
+            Verdict::New(
+                "corrupt entropy-coded data: 3 extraneous bytes before marker ffd9 (libjpeg-turbo, \
+                 which does not say where); blocks before it may be garbled"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            warning("Premature end of JPEG file", &[]),
+            Verdict::New("libjpeg-turbo: premature end of JPEG file".to_owned())
+        );
+    }
+
+    #[test]
+    fn warnings_the_walk_already_gave_are_not_repeated() {
+        let walk = |w: &str| vec![w.to_owned()];
+        for (message, said) in [
+            (
+                "Corrupt JPEG data: 4 extraneous bytes before marker 0xdb",
+                "4 extraneous bytes at offset 20 before marker ffdb",
+            ),
+            (
+                "Corrupt JPEG data: premature end of data segment",
+                "corrupt entropy-coded data: premature end of data in MCU 3 of 9 (row 1 of 3)",
+            ),
+            (
+                "Corrupt JPEG data: found marker 0xd9 instead of RST3",
+                "restart markers out of sequence at offset 900",
+            ),
+        ] {
+            assert_eq!(warning(message, &walk(said)), Verdict::Known, "{message}");
+        }
+        // Other garbage than the walk's is still reported.
+        assert!(matches!(
+            warning(
+                "Corrupt JPEG data: 5 extraneous bytes before marker 0xdb",
+                &walk("4 extraneous bytes at offset 20 before marker ffdb")
+            ),
+            Verdict::New(_)
+        ));
+    }
+
+    #[test]
+    fn cmyk_narrows_in_place_as_zune_does() {
+        let mut buf = vec![255, 0, 128, 255, 255, 255, 255, 0, 10, 20, 30, 128];
+        cmyk_to_rgb(&mut buf, 3);
+        assert_eq!(buf, [255, 0, 128, 0, 0, 0, 5, 10, 15]);
+    }
+}
