@@ -9,6 +9,7 @@
 //! ids prefixed `libjpeg-turbo/`; zune-jpeg's keep the plain frame ids).
 //!
 //! Run with `cargo bench --bench decode` (about a minute on 2 cores; twice that with both backends).
+//! On a busy machine `benches/backends.rs` compares the backends by CPU time instead.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -73,27 +74,6 @@ fn jpeg_to_rgb(c: &mut Criterion) {
     group.finish();
 }
 
-/// [`jpeg_to_rgb`] at 720p and 1080p with `verify_entropy = false`: the decoders alone, without
-/// mqimg's entropy check (which both backends run by default).
-fn jpeg_to_rgb_unverified(c: &mut Criterion) {
-    let mut group = c.benchmark_group("decode/jpeg-to-rgb-unverified");
-    for backend in Backend::built() {
-        let limits = Limits {
-            backend,
-            verify_entropy: false,
-            ..Limits::default()
-        };
-        for (id, path, width, height) in &FRAMES[1..3] {
-            let bytes = fixture(path);
-            group.throughput(Throughput::Elements(width * height));
-            group.bench_with_input(bench_id(backend, id), &bytes, |b, bytes| {
-                b.iter(|| decode(black_box(bytes), &limits).expect("fixture decodes"));
-            });
-        }
-    }
-    group.finish();
-}
-
 /// Base64 payload → RGB8 and its record, as a worker processes a frame (no file, no MQTT).
 fn base64_to_rgb(c: &mut Criterion) {
     let budget = mqimg::frame::budget::MemoryBudget::new(1 << 30);
@@ -126,6 +106,6 @@ fn base64_to_rgb(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = configured();
-    targets = jpeg_to_rgb, jpeg_to_rgb_unverified, base64_to_rgb
+    targets = jpeg_to_rgb, base64_to_rgb
 }
 criterion_main!(benches);

@@ -147,3 +147,57 @@ fn every_conformance_file_keeps_its_committed_outcome() {
     }
     assert!(changed.is_empty(), "{}", changed.join("\n"));
 }
+
+/// The libjpeg-turbo backend on the same files: the walk's refusals and every warning as committed,
+/// pixels within the same bound of the libjpeg-turbo reference. What only zune-jpeg refuses (stage
+/// `decode`, "jpeg decode failed") libjpeg may decode, with a warning.
+#[cfg(feature = "turbojpeg")]
+#[test]
+fn every_conformance_jpeg_gets_the_same_outcome_from_libjpeg_turbo() {
+    use super::Backend;
+    let manifest: Manifest = serde_json::from_slice(&fixture(MANIFEST)).unwrap();
+    let limits = Limits {
+        backend: Backend::Turbo,
+        ..Limits::default()
+    };
+    for case in manifest.files.iter().filter(|c| c.path.ends_with(".jpg")) {
+        let path = &case.path;
+        let result = decode(&fixture(path), &limits);
+        match (&case.outcome, result) {
+            (Outcome::Refuse { stage, error }, Err(e)) => {
+                let turbo_stage = if e.is_limit() { "limits" } else { "decode" };
+                assert_eq!(turbo_stage, stage, "{path}");
+                if !error.starts_with("jpeg decode failed") {
+                    assert_eq!(&e.to_string(), error, "{path}");
+                }
+            }
+            (Outcome::Refuse { error, .. }, Ok(decoded)) => {
+                assert!(
+                    error.starts_with("jpeg decode failed") && !decoded.warnings.is_empty(),
+                    "{path}: refused by zune ({error}), decoded by libjpeg-turbo without a warning"
+                );
+            }
+            (
+                Outcome::Decode {
+                    width,
+                    height,
+                    orientation,
+                    warnings,
+                    ..
+                },
+                Ok(decoded),
+            ) => {
+                assert_eq!(decoded.rgb.dimensions(), (*width, *height), "{path}");
+                assert_eq!(decoded.orientation, *orientation, "{path}");
+                for w in warnings {
+                    assert!(decoded.warnings.contains(w), "{path}: {w} missing");
+                }
+                if let Some(theirs) = case.reference.as_deref() {
+                    let (mean, p99) = difference(&decoded.rgb, &reference(theirs));
+                    assert!(mean <= 2.0 && p99 <= 16, "{path}: mean {mean} p99 {p99}");
+                }
+            }
+            (Outcome::Decode { .. }, Err(e)) => panic!("{path}: refused by libjpeg-turbo: {e}"),
+        }
+    }
+}

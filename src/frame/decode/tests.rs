@@ -19,6 +19,20 @@ pub(super) fn err(bytes: &[u8]) -> DecodeError {
     decode(bytes, &Limits::default()).unwrap_err()
 }
 
+/// The default limits, decoding JPEGs with `backend`.
+pub(super) fn with(backend: Backend) -> Limits {
+    Limits {
+        backend,
+        ..Limits::default()
+    }
+}
+
+/// `bytes` decoded by each JPEG backend of this build (zune-jpeg, and libjpeg-turbo with the
+/// `turbojpeg` feature): the pixel and warning tests hold for both, with the same tolerances.
+pub(super) fn ok_each(bytes: &[u8]) -> impl Iterator<Item = (Backend, Decoded)> {
+    Backend::built().map(|backend| (backend, decode(bytes, &with(backend)).unwrap()))
+}
+
 pub(super) fn limits(max_width: u32, max_height: u32, max_pixels: u64) -> Limits {
     Limits {
         max_width,
@@ -79,14 +93,19 @@ fn every_valid_fixture_decodes_to_its_size_without_warnings() {
         ("seed/seed-frame.jpg", Format::Jpeg, 100, 100),
         ("seed/seed-frame.decoded-rgb.png", Format::Png, 100, 100),
     ] {
-        let decoded = ok(&fixture(path));
-        assert_eq!(decoded.format, format, "{path}");
-        assert_eq!(decoded.rgb.dimensions(), (width, height), "{path}");
-        assert!(
-            decoded.warnings.is_empty(),
-            "{path}: {:?}",
-            decoded.warnings
-        );
+        for (backend, decoded) in ok_each(&fixture(path)) {
+            assert_eq!(decoded.format, format, "{path} ({backend})");
+            assert_eq!(
+                decoded.rgb.dimensions(),
+                (width, height),
+                "{path} ({backend})"
+            );
+            assert!(
+                decoded.warnings.is_empty(),
+                "{path} ({backend}): {:?}",
+                decoded.warnings
+            );
+        }
     }
 }
 
@@ -174,34 +193,41 @@ fn image_crate_limits_back_up_our_own() {
 #[test]
 fn exif_orientation_6_is_applied_by_default() {
     let bytes = fixture("variants/exif-orientation6-1280x720.jpg");
-    let rotated = ok(&bytes);
-    assert_eq!(rotated.orientation, 6);
-    assert_eq!(rotated.rgb.dimensions(), (720, 1280));
-    let stored = decode(
-        &bytes,
-        &Limits {
-            apply_orientation: false,
-            ..Limits::default()
-        },
-    )
-    .unwrap();
-    assert_eq!(stored.orientation, 6);
-    assert_eq!(stored.rgb.dimensions(), (1280, 720));
-    // Rotated 90° clockwise: the stored bottom-left corner is now the top-left one.
-    for (x, y) in [(0, 0), (5, 100), (719, 1279), (300, 17)] {
-        assert_eq!(
-            rotated.rgb.get_pixel(x, y),
-            stored.rgb.get_pixel(y, 719 - x),
-            "({x}, {y})"
-        );
+    for (backend, rotated) in ok_each(&bytes) {
+        assert_eq!(rotated.orientation, 6);
+        assert_eq!(rotated.rgb.dimensions(), (720, 1280));
+        let stored = decode(
+            &bytes,
+            &Limits {
+                apply_orientation: false,
+                ..with(backend)
+            },
+        )
+        .unwrap();
+        assert_eq!(stored.orientation, 6);
+        assert_eq!(stored.rgb.dimensions(), (1280, 720));
+        // Rotated 90° clockwise: the stored bottom-left corner is now the top-left one.
+        for (x, y) in [(0, 0), (5, 100), (719, 1279), (300, 17)] {
+            assert_eq!(
+                rotated.rgb.get_pixel(x, y),
+                stored.rgb.get_pixel(y, 719 - x),
+                "({x}, {y}) {backend}"
+            );
+        }
     }
 }
 
 #[test]
 fn orientation_limits_use_the_stored_dimensions() {
     let bytes = fixture("variants/exif-orientation6-1280x720.jpg");
-    let decoded = decode(&bytes, &limits(1280, 720, 1280 * 720)).unwrap();
-    assert_eq!(decoded.rgb.dimensions(), (720, 1280));
+    for backend in Backend::built() {
+        let limits = Limits {
+            backend,
+            ..limits(1280, 720, 1280 * 720)
+        };
+        let decoded = decode(&bytes, &limits).unwrap();
+        assert_eq!(decoded.rgb.dimensions(), (720, 1280), "{backend}");
+    }
 }
 
 #[test]
@@ -225,20 +251,28 @@ fn difference(a: &image::RgbImage, b: &image::RgbImage) -> (f64, u8) {
 
 #[test]
 fn seed_frame_matches_the_libjpeg_turbo_reference() {
-    let ours = ok(&fixture("seed/seed-frame.jpg")).rgb;
     let reference = image::load_from_memory(&fixture("seed/seed-frame.decoded-rgb.png"))
         .unwrap()
         .into_rgb8();
-    let (mean, max) = difference(&ours, &reference);
-    // Measured with image 0.25.9 / zune-jpeg 0.5.15: mean 0.149, max 3 (IDCT and chroma upsampling
-    // rounding differ from libjpeg-turbo's).
-    assert!(mean < 0.25 && max <= 4, "mean {mean:.3}, max {max}");
+    for (backend, ours) in ok_each(&fixture("seed/seed-frame.jpg")) {
+        let (mean, max) = difference(&ours.rgb, &reference);
+        // Measured with image 0.25.9 / zune-jpeg 0.5.15: mean 0.149, max 3 (IDCT and chroma
+        // upsampling rounding differ from libjpeg-turbo's); the libjpeg-turbo backend: 0, 0.
+        assert!(
+            mean < 0.25 && max <= 4,
+            "{backend}: mean {mean:.3}, max {max}"
+        );
+    }
 }
 
 #[test]
 fn grayscale_comes_out_as_equal_rgb_channels() {
-    let decoded = ok(&fixture("variants/gray-1280x720.jpg"));
-    assert!(decoded.rgb.pixels().all(|Rgb([r, g, b])| r == g && g == b));
+    for (backend, decoded) in ok_each(&fixture("variants/gray-1280x720.jpg")) {
+        assert!(
+            decoded.rgb.pixels().all(|Rgb([r, g, b])| r == g && g == b),
+            "{backend}"
+        );
+    }
 }
 
 /// Mean of each channel over a rectangle.
@@ -256,20 +290,22 @@ fn region_mean(rgb: &image::RgbImage, x: u32, y: u32, w: u32, h: u32) -> [f64; 3
 
 #[test]
 fn adobe_cmyk_decodes_to_plausible_rgb() {
-    let rgb = ok(&fixture("variants/cmyk-adobe-1024x768.jpg")).rgb;
-    // A daylight savanna photo: a pale blue sky patch between the trees and a grey elephant flank.
-    // Not inverted (the sky would be dark and orange), not black.
-    // Measured: sky (241, 247, 253), flank (123, 88, 102).
-    let [r, g, b] = region_mean(&rgb, 600, 180, 60, 60);
-    assert!(
-        r > 200.0 && b > 200.0 && b > r,
-        "sky ({r:.0}, {g:.0}, {b:.0})"
-    );
-    let flank = region_mean(&rgb, 480, 400, 40, 40);
-    assert!(
-        flank.iter().all(|v| (50.0..160.0).contains(v)),
-        "flank {flank:?}"
-    );
+    for (backend, decoded) in ok_each(&fixture("variants/cmyk-adobe-1024x768.jpg")) {
+        let rgb = decoded.rgb;
+        // A daylight savanna photo: a pale blue sky patch between the trees and a grey elephant
+        // flank. Not inverted (the sky would be dark and orange), not black.
+        // Measured: sky (241, 247, 253), flank (123, 88, 102).
+        let [r, g, b] = region_mean(&rgb, 600, 180, 60, 60);
+        assert!(
+            r > 200.0 && b > 200.0 && b > r,
+            "{backend}: sky ({r:.0}, {g:.0}, {b:.0})"
+        );
+        let flank = region_mean(&rgb, 480, 400, 40, 40);
+        assert!(
+            flank.iter().all(|v| (50.0..160.0).contains(v)),
+            "{backend}: flank {flank:?}"
+        );
+    }
 }
 
 #[test]
@@ -298,15 +334,19 @@ fn bad_inputs_are_rejected_with_the_right_kind() {
 
     let truncated = fixture("bad/truncated-half.jpg");
     let start = scan_start(&truncated);
-    let e = err(&truncated);
-    assert!(!e.is_limit());
-    assert_eq!(
-        e.to_string(),
-        format!(
-            "truncated jpeg: 53114 bytes end inside the scan data that starts at offset {start}, \
-             with no end-of-image marker (the last complete segment or scan ends at offset {start})"
-        )
-    );
+    for backend in Backend::built() {
+        let e = decode(&truncated, &with(backend)).unwrap_err();
+        assert!(!e.is_limit());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "truncated jpeg: 53114 bytes end inside the scan data that starts at offset \
+                 {start}, with no end-of-image marker (the last complete segment or scan ends at \
+                 offset {start})"
+            ),
+            "{backend}"
+        );
+    }
 }
 
 #[test]
@@ -332,6 +372,7 @@ fn warnings_are_capped() {
     assert_eq!(list[MAX_WARNINGS], "12 more warnings not shown");
 }
 
+/// zune-jpeg's pixels exactly; libjpeg-turbo's are compared with zune's in `jpeg::turbo`.
 #[test]
 fn every_jpeg_fixture_decodes_as_the_image_crate_converts_it() {
     // Grey comes out of zune-jpeg into the RGB buffer and is widened in place; the rest is RGB already.

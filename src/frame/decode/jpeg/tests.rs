@@ -2,12 +2,22 @@
 #![expect(clippy::unwrap_used, reason = "tests")]
 
 use super::markers::{find_ff, walk_with};
-use crate::frame::decode::tests::{err, fixture, marker_offset, ok, scan_start};
-use crate::frame::decode::{DecodeError, Decoded, Limits, decode};
+use crate::frame::decode::tests::{err, fixture, marker_offset, ok, ok_each, scan_start, with};
+use crate::frame::decode::{Backend, DecodeError, Decoded, Limits, decode};
+
+/// `bytes` refused by each backend of this build, with the same error.
+fn err_each(bytes: &[u8]) -> DecodeError {
+    let mut errors = Backend::built().map(|backend| decode(bytes, &with(backend)).unwrap_err());
+    let first = errors.next().unwrap();
+    for other in errors {
+        assert_eq!(other.to_string(), first.to_string());
+    }
+    first
+}
 
 #[test]
 fn arithmetic_coding_is_refused_by_name() {
-    let e = err(&fixture("variants/arithmetic-227x149.jpg"));
+    let e = err_each(&fixture("variants/arithmetic-227x149.jpg"));
     assert!(matches!(e, DecodeError::Unsupported { .. }), "{e:?}");
     assert_eq!(
         e.to_string(),
@@ -18,7 +28,7 @@ fn arithmetic_coding_is_refused_by_name() {
 
 #[test]
 fn twelve_bit_precision_is_refused_by_name() {
-    let e = err(&fixture("variants/precision12-149x227.jpg"));
+    let e = err_each(&fixture("variants/precision12-149x227.jpg"));
     assert_eq!(
         e.to_string(),
         "12-bit JPEG (sample precision 12) is not supported"
@@ -37,7 +47,10 @@ fn lossless_and_hierarchical_codings_are_refused_by_name() {
         (0xcf, "arithmetic-coded JPEG (SOF15)"),
     ] {
         bytes[sof + 1] = marker;
-        assert_eq!(err(&bytes).to_string(), format!("{name} is not supported"));
+        assert_eq!(
+            err_each(&bytes).to_string(),
+            format!("{name} is not supported")
+        );
     }
 }
 
@@ -51,16 +64,19 @@ fn entropy_warnings(decoded: &Decoded) -> Vec<&String> {
 
 #[test]
 fn corrupt_entropy_data_gets_one_warning() {
-    let decoded = ok(&fixture("bad/corrupt-entropy.jpg"));
-    assert_eq!(decoded.rgb.dimensions(), (640, 480));
-    // The damage starts at offset 35824 (MCU row 10 of 30); the decoder loses step 150 bytes later.
-    assert_eq!(
-        decoded.warnings,
-        [
-            "corrupt entropy-coded data: ac coefficients past index 63 in MCU 437 of 1200 \
-             (row 11 of 30) at byte offset 35974; rows below it are likely garbled"
-        ]
-    );
+    for (backend, decoded) in ok_each(&fixture("bad/corrupt-entropy.jpg")) {
+        assert_eq!(decoded.rgb.dimensions(), (640, 480));
+        // The damage starts at offset 35824 (MCU row 10 of 30); the decoder loses step 150 bytes
+        // later. libjpeg says nothing more (it drops coefficients past 63 without a word).
+        assert_eq!(
+            decoded.warnings,
+            [
+                "corrupt entropy-coded data: ac coefficients past index 63 in MCU 437 of 1200 \
+                 (row 11 of 30) at byte offset 35974; rows below it are likely garbled"
+            ],
+            "{backend}"
+        );
+    }
 }
 
 /// Overwrites 32 bytes in the middle of the first scan, every other one, with bytes that make no
@@ -108,16 +124,22 @@ fn named_offset(warning: &str) -> usize {
 fn flipped_bytes_in_the_scan_give_a_warning() {
     let mut bytes = fixture("frames/photo-640x480.jpg");
     let at = damage_scan(&mut bytes);
-    let decoded = ok(&bytes);
-    assert_eq!(decoded.warnings.len(), 1, "{:?}", decoded.warnings);
-    assert!(
-        decoded.warnings[0].starts_with("corrupt entropy-coded data: "),
-        "{:?}",
-        decoded.warnings
-    );
-    // Here the codes fall back in step a few blocks after the damage, with one block too many
-    // or too few: what shows is the data left over (or missing) at the end of the scan.
-    assert!(named_offset(&decoded.warnings[0]) > at);
+    for (backend, decoded) in ok_each(&bytes) {
+        assert_eq!(
+            decoded.warnings.len(),
+            1,
+            "{backend}: {:?}",
+            decoded.warnings
+        );
+        assert!(
+            decoded.warnings[0].starts_with("corrupt entropy-coded data: "),
+            "{backend}: {:?}",
+            decoded.warnings
+        );
+        // Here the codes fall back in step a few blocks after the damage, with one block too
+        // many or too few: what shows is the data left over (or missing) at the end of the scan.
+        assert!(named_offset(&decoded.warnings[0]) > at);
+    }
 }
 
 /// The check runs on every layout: scan data that stops halfway is found, at the right place.
@@ -137,20 +159,25 @@ fn scan_data_ending_early_is_found_in_every_baseline_layout() {
         "seed/seed-frame.jpg",
     ] {
         let (bytes, at) = cut_scan(&fixture(path));
-        let decoded = ok(&bytes);
-        let found = entropy_warnings(&decoded);
-        assert_eq!(found.len(), 1, "{path}: {:?}", decoded.warnings);
-        assert!(
-            found[0].starts_with("corrupt entropy-coded data: premature end of data in MCU ")
-                && found[0].ends_with(&format!(
-                    ": marker ffd9 at byte offset {at}; rows below it are likely garbled"
-                )),
-            "{path}: {}",
-            found[0]
-        );
-        // Only the restart markers of the lost half are missed as well.
-        let others = decoded.warnings.len() - 1;
-        assert_eq!(others, usize::from(path.contains("restart")), "{path}");
+        for (backend, decoded) in ok_each(&bytes) {
+            let found = entropy_warnings(&decoded);
+            assert_eq!(found.len(), 1, "{path}: {:?}", decoded.warnings);
+            assert!(
+                found[0].starts_with("corrupt entropy-coded data: premature end of data in MCU ")
+                    && found[0].ends_with(&format!(
+                        ": marker ffd9 at byte offset {at}; rows below it are likely garbled"
+                    )),
+                "{path}: {}",
+                found[0]
+            );
+            // Only the restart markers of the lost half are missed as well.
+            let others = decoded.warnings.len() - 1;
+            assert_eq!(
+                others,
+                usize::from(path.contains("restart")),
+                "{path} {backend}"
+            );
+        }
     }
 }
 
@@ -160,13 +187,16 @@ fn an_end_of_image_marker_inside_the_scan_data_is_found() {
     let at = scan_start(&bytes) + 20_000;
     bytes[at..at + 2].copy_from_slice(&[0xff, 0xd9]);
     // The image ends there; the rest of the file counts as bytes after it.
-    assert_eq!(
-        ok(&bytes).warnings,
-        [format!(
-            "corrupt entropy-coded data: premature end of data in MCU 271 of 1200 (row 7 of 30): \
-             marker ffd9 at byte offset {at}; rows below it are likely garbled"
-        )]
-    );
+    for (backend, decoded) in ok_each(&bytes) {
+        assert_eq!(
+            decoded.warnings,
+            [format!(
+                "corrupt entropy-coded data: premature end of data in MCU 271 of 1200 (row 7 of \
+                 30): marker ffd9 at byte offset {at}; rows below it are likely garbled"
+            )],
+            "{backend}"
+        );
+    }
 }
 
 #[test]
@@ -179,12 +209,20 @@ fn extended_sequential_frames_are_checked_too() {
     assert_eq!(entropy_warnings(&ok(&bytes)).len(), 1);
 }
 
-/// Documents a limit of mqimg: progressive scans are not verified.
+/// Documents a limit of mqimg's check: progressive AC scans are not verified. libjpeg-turbo decodes
+/// every scan's Huffman codes and notices.
 #[test]
-fn damaged_progressive_scan_data_goes_unnoticed() {
+fn damaged_progressive_scan_data_goes_unnoticed_by_zune() {
     let mut bytes = fixture("variants/progressive-1280x720.jpg");
     damage_scan(&mut bytes);
-    assert!(entropy_warnings(&ok(&bytes)).is_empty());
+    for (backend, decoded) in ok_each(&bytes) {
+        let found = entropy_warnings(&decoded);
+        match backend {
+            Backend::Zune => assert!(found.is_empty(), "{found:?}"),
+            // Here: "3201 extraneous bytes before marker ffd9 (libjpeg-turbo, …)".
+            Backend::Turbo => assert_eq!(found.len(), 1, "{:?}", decoded.warnings),
+        }
+    }
 }
 
 /// The scan data of the seed frame, with `extra` inserted before its end-of-image marker.
@@ -204,13 +242,16 @@ fn one_extra_byte_after_the_last_mcu_is_tolerated_two_are_not() {
     assert!(ok(&seed_with_scan_tail(&[0xff, 0x00])).warnings.is_empty());
     // The seed's last data byte holds the fill bits; the extra bytes start where its marker was.
     let at = fixture("seed/seed-frame.jpg").len() - 2;
-    assert_eq!(
-        ok(&seed_with_scan_tail(&[0x12, 0x34, 0x56])).warnings,
-        [format!(
-            "corrupt entropy-coded data: 3 extraneous bytes after MCU 49 of 49 (row 7 of 7) \
-             at byte offset {at}, before marker ffd9; blocks before it may be garbled"
-        )]
-    );
+    for (backend, decoded) in ok_each(&seed_with_scan_tail(&[0x12, 0x34, 0x56])) {
+        assert_eq!(
+            decoded.warnings,
+            [format!(
+                "corrupt entropy-coded data: 3 extraneous bytes after MCU 49 of 49 (row 7 of 7) \
+                 at byte offset {at}, before marker ffd9; blocks before it may be garbled"
+            )],
+            "{backend}"
+        );
+    }
 }
 
 /// A Motion-JPEG frame (APP0 `AVI1`) leaves out its Huffman tables: the standard ones apply.
@@ -355,11 +396,13 @@ fn restart_markers_out_of_sequence_give_a_warning() {
     let mut bytes = fixture("variants/restart-1280x720.jpg");
     let first = marker_offset(&bytes, 0xd0);
     bytes[first + 1] = 0xd3;
-    let decoded = ok(&bytes);
-    assert_eq!(
-        decoded.warnings,
-        [format!("restart markers out of sequence at offset {first}")]
-    );
+    for (backend, decoded) in ok_each(&bytes) {
+        assert_eq!(
+            decoded.warnings,
+            [format!("restart markers out of sequence at offset {first}")],
+            "{backend}"
+        );
+    }
 }
 
 #[test]
@@ -371,42 +414,58 @@ fn a_missing_restart_marker_gives_a_warning() {
     let mut cut = bytes[..first].to_vec();
     cut.extend_from_slice(&bytes[first + 2..]);
     // The rest are now one step off in sequence, and one short in number.
-    let decoded = ok(&cut);
-    assert_eq!(
-        decoded.warnings,
-        [
-            format!("restart markers out of sequence at offset {}", second - 2),
-            format!(
-                "scan data at offset {start} has 43 restart markers, expected 44 \
+    for (backend, decoded) in ok_each(&cut) {
+        assert_eq!(
+            decoded.warnings,
+            [
+                format!("restart markers out of sequence at offset {}", second - 2),
+                format!(
+                    "scan data at offset {start} has 43 restart markers, expected 44 \
                  (3600 mcus, restart interval 80)"
-            ),
-            // The second interval's data where the first restart marker should be.
-            format!(
-                "corrupt entropy-coded data: {} extraneous bytes after MCU 80 of 3600 \
+                ),
+                // The second interval's data where the first restart marker should be.
+                format!(
+                    "corrupt entropy-coded data: {} extraneous bytes after MCU 80 of 3600 \
                  (row 1 of 45) at byte offset {first}, before marker ffd1; blocks before it \
                  may be garbled",
-                second - 2 - first
-            ),
-        ]
-    );
+                    second - 2 - first
+                ),
+            ],
+            "{backend}"
+        );
+    }
 }
 
+/// zune-jpeg stops at the marker and decodes the rest as grey; libjpeg reads `ff c8` as a frame
+/// header of an unsupported process and fails: a refusal at stage `decode`.
 #[test]
-fn a_stray_marker_in_scan_data_gives_a_warning() {
+fn a_stray_marker_in_scan_data_gives_a_warning_or_fails_with_libjpeg() {
     let mut bytes = fixture("frames/photo-640x480.jpg");
     let at = scan_start(&bytes) + 20_000;
     // ff c8 (reserved "JPG") may not appear in scan data; the decoder stops at it.
     bytes[at..at + 2].copy_from_slice(&[0xff, 0xc8]);
-    assert_eq!(
-        ok(&bytes).warnings,
-        [
-            format!("unexpected marker ffc8 inside scan data at offset {at}"),
-            format!(
-                "corrupt entropy-coded data: premature end of data in MCU 271 of 1200 \
+    for backend in Backend::built() {
+        let decoded = decode(&bytes, &with(backend));
+        if backend == Backend::Turbo {
+            let e = decoded.unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "jpeg decode failed: libjpeg-turbo: unsupported JPEG process: SOF type 0xc8"
+            );
+            assert!(!e.is_limit());
+            continue;
+        }
+        assert_eq!(
+            decoded.unwrap().warnings,
+            [
+                format!("unexpected marker ffc8 inside scan data at offset {at}"),
+                format!(
+                    "corrupt entropy-coded data: premature end of data in MCU 271 of 1200 \
                  (row 7 of 30): marker ffc8 at byte offset {at}; rows below it are likely garbled"
-            ),
-        ]
-    );
+                ),
+            ],
+        );
+    }
 }
 
 #[test]
@@ -416,13 +475,15 @@ fn garbage_between_segments_gives_a_warning() {
     let mut bytes = seed[..dqt].to_vec();
     bytes.extend_from_slice(&[0x00, 0x12, 0x34]);
     bytes.extend_from_slice(&seed[dqt..]);
-    let decoded = ok(&bytes);
-    assert_eq!(
-        decoded.warnings,
-        [format!(
-            "3 extraneous bytes at offset {dqt} before marker ffdb"
-        )]
-    );
+    for (backend, decoded) in ok_each(&bytes) {
+        assert_eq!(
+            decoded.warnings,
+            [format!(
+                "3 extraneous bytes at offset {dqt} before marker ffdb"
+            )],
+            "{backend}"
+        );
+    }
 }
 
 #[test]

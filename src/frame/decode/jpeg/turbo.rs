@@ -236,7 +236,136 @@ fn blinn(a: u8, b: u8) -> u8 {
 
 #[cfg(test)]
 mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
     use super::*;
+    use crate::frame::decode::tests::{fixture, marker_offset, with};
+    use crate::frame::decode::{Backend, Limits, decode, inspect};
+
+    /// Every JPEG fixture the zune tests decode.
+    const FIXTURES: [&str; 14] = [
+        "seed/seed-frame.jpg",
+        "frames/photo-640x480.jpg",
+        "frames/photo-1280x720.jpg",
+        "frames/photo-1920x1080.jpg",
+        "frames/photo-3840x2160.jpg",
+        "variants/camera-original-reconyx-2048x1536.jpg",
+        "variants/cmyk-adobe-1024x768.jpg",
+        "variants/exif-orientation6-1280x720.jpg",
+        "variants/gray-1280x720.jpg",
+        "variants/huffman-227x149.jpg",
+        "variants/progressive-1280x720.jpg",
+        "variants/restart-1280x720.jpg",
+        "variants/subsampling422-1280x720.jpg",
+        "variants/subsampling444-1280x720.jpg",
+    ];
+
+    #[test]
+    fn every_fixture_decodes_close_to_zune_jpeg() {
+        for path in FIXTURES {
+            let bytes = fixture(path);
+            let zune = decode(&bytes, &with(Backend::Zune)).unwrap();
+            let turbo = decode(&bytes, &with(Backend::Turbo)).unwrap();
+            assert_eq!(turbo.orientation, zune.orientation, "{path}");
+            assert_eq!(turbo.warnings, zune.warnings, "{path}");
+            assert_eq!(turbo.rgb.dimensions(), zune.rgb.dimensions(), "{path}");
+            let diffs: Vec<u8> = turbo
+                .rgb
+                .as_raw()
+                .iter()
+                .zip(zune.rgb.as_raw())
+                .map(|(a, b)| a.abs_diff(*b))
+                .collect();
+            let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
+            let max = diffs.iter().copied().max().unwrap();
+            // The IDCT and upsampling rounding of the two differ; measured: mean 0.005–0.281,
+            // max 1–5 (CMYK and grey 0.01 / 1, as both convert them the same way). The bound is
+            // the one the seed frame keeps against libjpeg-turbo's djpeg, a little widened.
+            assert!(mean < 0.3 && max <= 6, "{path}: mean {mean:.3}, max {max}");
+        }
+    }
+
+    #[test]
+    fn the_seed_frame_is_exactly_libjpeg_turbos() {
+        let reference = image::load_from_memory(&fixture("seed/seed-frame.decoded-rgb.png"))
+            .unwrap()
+            .into_rgb8();
+        let ours = decode(&fixture("seed/seed-frame.jpg"), &with(Backend::Turbo)).unwrap();
+        assert!(ours.rgb == reference);
+    }
+
+    #[test]
+    fn refusals_are_the_walks_whatever_the_backend() {
+        let seed = fixture("seed/seed-frame.jpg");
+        let mut inputs = vec![
+            fixture("bad/bomb-16384x16384.jpg"),
+            fixture("bad/truncated-half.jpg"),
+            fixture("variants/arithmetic-227x149.jpg"),
+            fixture("variants/precision12-149x227.jpg"),
+            seed[..seed.len() - 1].to_vec(),
+        ];
+        let mut short = seed.clone();
+        short[4..6].copy_from_slice(&[0, 1]);
+        inputs.push(short);
+        for bytes in inputs {
+            let zune = decode(&bytes, &with(Backend::Zune)).unwrap_err();
+            let turbo = decode(&bytes, &with(Backend::Turbo)).unwrap_err();
+            assert_eq!(turbo.to_string(), zune.to_string());
+            assert_eq!(turbo.is_limit(), zune.is_limit());
+        }
+    }
+
+    /// libjpeg's `longjmp` on a fatal error ends inside TurboJPEG: the decode fails like zune-jpeg's
+    /// (stage `decode`), the thread goes on and its decompressor decodes the next frame.
+    #[test]
+    fn a_libjpeg_error_is_a_codec_failure_and_the_next_frame_decodes() {
+        let seed = fixture("seed/seed-frame.jpg");
+        // The quantisation tables become a comment: the walk has no reason to refuse that.
+        let mut no_tables = seed.clone();
+        no_tables[marker_offset(&seed, 0xdb) + 1] = 0xfe;
+        let e = decode(&no_tables, &with(Backend::Turbo)).unwrap_err();
+        assert!(matches!(e, DecodeError::Codec { .. }), "{e:?}");
+        assert!(!e.is_limit());
+        assert_eq!(
+            e.to_string(),
+            "jpeg decode failed: libjpeg-turbo: quantization table 0x00 was not defined"
+        );
+        assert!(decode(&no_tables, &with(Backend::Zune)).is_err());
+        let decoded = decode(&seed, &with(Backend::Turbo)).unwrap();
+        assert_eq!(decoded.rgb.dimensions(), (100, 100));
+    }
+
+    #[test]
+    fn estimates_drop_the_input_copy_and_count_cmyk_output() {
+        for path in FIXTURES {
+            let bytes = fixture(path);
+            let zune = inspect(&bytes, &with(Backend::Zune)).unwrap();
+            let turbo = inspect(&bytes, &with(Backend::Turbo)).unwrap();
+            let (width, height) = zune.dimensions();
+            let cmyk = if path.contains("cmyk") {
+                u64::from(width) * u64::from(height)
+            } else {
+                0
+            };
+            assert_eq!(
+                turbo.memory_bytes(),
+                zune.memory_bytes() - bytes.len() as u64 + cmyk,
+                "{path}"
+            );
+        }
+        // Orientation is counted alike.
+        let rotated = fixture("variants/exif-orientation6-1280x720.jpg");
+        let upright = Limits {
+            apply_orientation: false,
+            ..with(Backend::Turbo)
+        };
+        let turbo = inspect(&rotated, &with(Backend::Turbo)).unwrap();
+        let unrotated = inspect(&rotated, &upright).unwrap();
+        assert_eq!(
+            turbo.memory_bytes() - unrotated.memory_bytes(),
+            1280 * 720 * 3
+        );
+    }
 
     #[test]
     fn warnings_are_told_from_errors_by_libjpegs_message_table() {
