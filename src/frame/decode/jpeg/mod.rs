@@ -24,6 +24,9 @@
 //! corrupt bytes are flagged, most multi-byte damage is. Of progressive JPEGs only the DC first scans
 //! are checked (stray bytes after them included), not the AC and refinement scans. Such frames
 //! decode into garbled pixels without a warning: the decoder (zune-jpeg, strict or not) notices nothing.
+//!
+//! With `decode.backend = "libjpeg-turbo"` ([`turbo`], cargo feature `turbojpeg`) libjpeg decodes after
+//! the same walk and check, and its own warnings add damage in progressive AC scans (`detection`).
 
 #[cfg(test)]
 mod detection;
