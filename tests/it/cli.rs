@@ -295,3 +295,50 @@ fn check_config_refuses_a_template_whose_records_come_back_as_frames() {
         "{stderr}"
     );
 }
+
+/// `decode.backend` through the environment: with the `turbojpeg` feature, libjpeg-turbo gives the
+/// same records as zune-jpeg (refusals, warnings, orientation); without it, the key is refused by name.
+#[test]
+fn the_jpeg_backend_is_chosen_by_config_and_gives_the_same_records() {
+    let run = |file: &str, backend: &str| {
+        let path = fixture_path(file);
+        let out = mqimg_with_env(
+            &["decode", path.to_str().expect("a UTF-8 path")],
+            &[("MQIMG__DECODE__BACKEND", backend)],
+        );
+        (out.status.code(), out.stdout, out.stderr)
+    };
+    if !cfg!(feature = "turbojpeg") {
+        let (code, _, stderr) = run("frames/photo-640x480.jpg", "libjpeg-turbo");
+        assert_ne!(code, Some(0));
+        let stderr = String::from_utf8_lossy(&stderr);
+        assert!(stderr.contains("`turbojpeg` cargo feature"), "{stderr}");
+        return;
+    }
+    for file in [
+        "frames/photo-640x480.jpg",
+        "variants/exif-orientation6-1280x720.jpg",
+        "bad/corrupt-entropy.jpg",
+        "bad/truncated-half.jpg",
+        "bad/bomb-16384x16384.jpg",
+    ] {
+        let records = ["zune", "libjpeg-turbo"].map(|backend| {
+            let (code, stdout, _) = run(file, backend);
+            let record: serde_json::Value = serde_json::from_slice(&stdout).expect("a JSON record");
+            (code, record)
+        });
+        let [(zune_code, zune), (turbo_code, turbo)] = records;
+        assert_eq!(zune_code, turbo_code, "{file}");
+        for key in [
+            "stage",
+            "error",
+            "width",
+            "height",
+            "orientation",
+            "warnings",
+            "color",
+        ] {
+            assert_eq!(zune[key], turbo[key], "{file}: {key}");
+        }
+    }
+}

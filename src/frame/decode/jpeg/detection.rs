@@ -210,6 +210,9 @@ fn detection_table() {
             .iter()
             .filter(|row| row[zune] <= Seen::Warned && row[other] > Seen::Warned)
             .count();
-        assert_eq!(lost, 0, "{backend} lets through what zune-jpeg with the check flags");
+        assert_eq!(
+            lost, 0,
+            "{backend} lets through what zune-jpeg with the check flags"
+        );
     }
 }

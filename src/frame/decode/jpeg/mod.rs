@@ -25,8 +25,8 @@
 //! are checked (stray bytes after them included), not the AC and refinement scans. Such frames
 //! decode into garbled pixels without a warning: the decoder (zune-jpeg, strict or not) notices nothing.
 //!
-//! With `decode.backend = "libjpeg-turbo"` ([`turbo`], cargo feature `turbojpeg`) libjpeg decodes after
-//! the same walk and check, and its own warnings add damage in progressive AC scans (`detection`).
+//! With `decode.backend = "libjpeg-turbo"` (`turbo.rs`, cargo feature `turbojpeg`) libjpeg decodes after
+//! the same walk and check, and its own warnings add damage in progressive AC scans (`detection.rs`).
 
 #[cfg(test)]
 mod detection;
