@@ -86,6 +86,8 @@ pub(super) fn jpeg(frame: &Frame, first_scan_components: usize, input_bytes: usi
 /// padded to whole MCUs: progressive and multi-scan sequential JPEGs) or a few rows of samples (bytes,
 /// fewer than [`jpeg`] counts as `i16`); so: [`jpeg`] without the input copy. A 4-component (CMYK)
 /// frame comes out as CMYK, 4 bytes a pixel, and is narrowed to RGB8 in place: one byte a pixel more.
+/// Checked like the others against `mqimg decode`'s peak RSS less the process's own (issue 14): the 4K
+/// baseline, the progressive 720p and the CMYK 1024x768 fixtures peak 1.3–2.1 MiB under their estimates.
 pub(super) fn turbojpeg(frame: &Frame, first_scan_components: usize) -> u64 {
     let cmyk = if frame.components.len() == 4 {
         u64::from(frame.width) * u64::from(frame.height)

@@ -3,8 +3,11 @@
 //! from the crate's bundled source).
 //!
 //! The walk has already refused what it refuses for zune-jpeg (limits, truncation, codings), so
-//! libjpeg only sees JPEGs both backends would decode. libjpeg's fatal errors, raised by `longjmp`
-//! inside C, end in TurboJPEG's own `setjmp` and come back as `Err`: nothing unwinds through Rust.
+//! libjpeg only sees JPEGs whose size, coding and structure passed the same checks, and the output
+//! buffer is sized from the walk's frame header. libjpeg's fatal errors, raised by `longjmp` inside C,
+//! end in TurboJPEG's own `setjmp` and come back as `Err`: nothing unwinds through Rust. Where the two
+//! decoders still part (libjpeg fails on a reserved `ff c8` marker inside scan data, which zune-jpeg
+//! decodes with a warning) the frame fails at stage `decode`.
 //!
 //! libjpeg's warnings (corrupt data, extraneous bytes) do not stop the decode: TurboJPEG finishes the
 //! image and then returns -1 with the first warning's text, which the crate turns into an `Err` like a
@@ -23,8 +26,8 @@ use super::markers::Header;
 use crate::frame::decode::{DecodeError, Format};
 
 thread_local! {
-    /// One decompressor per decode worker: a handle holds libjpeg's state (~10 KiB of tables) and
-    /// stays usable after an error.
+    /// One decompressor per decode worker, set up once rather than per frame: TurboJPEG resets it
+    /// at the start of each decode, after an error too.
     static DECOMPRESSOR: RefCell<Option<Decompressor>> = const { RefCell::new(None) };
 }
 
