@@ -160,7 +160,11 @@ pub(super) fn walk_with<'a>(
                         detail: format!("second frame header ff{marker:02x}"),
                     });
                 }
-                frame = Some(frame_header(marker, at, payload, limits)?);
+                let header = frame_header(marker, at, payload, limits)?;
+                if let Some(warning) = narrow_chroma(&header, at) {
+                    warnings.push(|| warning);
+                }
+                frame = Some(header);
             }
             DHT => tables.define(payload),
             DRI => {
@@ -403,6 +407,24 @@ fn frame_header(
         huffman_sequential: matches!(marker, 0xc0 | 0xc1),
         progressive: marker == 0xc2,
     })
+}
+
+/// libjpeg(-turbo) upsamples chroma halved horizontally by replication when it is at most 2 samples
+/// wide, where zune-jpeg interpolates as everywhere: on images 2 to 4 pixels wide their colours
+/// differ by up to ~70 (Pillow's `app13.jpg`, 4x4 4:2:0: mean 34). Both are upsamplings of the
+/// right data, so a warning rather than a refusal. 1 pixel wide, both replicate.
+fn narrow_chroma(frame: &Frame, at: usize) -> Option<String> {
+    let h_max = frame.components.iter().map(|c| c.1).max()?;
+    let width = usize::from(frame.width);
+    let &(id, h, v) = frame.components.iter().find(|&&(_, h, _)| {
+        h * 2 == h_max && width > 1 && width * usize::from(h) <= 2 * usize::from(h_max)
+    })?;
+    let samples = (width * usize::from(h)).div_ceil(usize::from(h_max));
+    Some(format!(
+        "frame header at offset {at}: component {id} (sampling {h}x{v} of {h_max} horizontally) is \
+         {samples} samples wide in a {width}-pixel-wide image: zune-jpeg interpolates it where libjpeg \
+         replicates, so colours may differ from libjpeg's"
+    ))
 }
 
 /// The MCUs of a scan (ITU T.81 A.2) as (columns, rows), from its SOS header; `None` if it names

@@ -483,3 +483,22 @@ fn stray_bytes_after_a_progressive_dc_scan_get_a_warning() {
         "{warning}"
     );
 }
+
+#[test]
+fn chroma_two_samples_wide_gets_a_warning_that_libjpeg_upsamples_it_otherwise() {
+    // 4x4, 4:2:0: its chroma is 2 samples wide.
+    let narrow = fixture("conformance/corpus/pillow/app13.jpg");
+    let warnings = ok(&narrow).warnings;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("frame header at offset 166: component 2 (sampling 1x1 of 2 horizontally) is 2 samples wide in a 4-pixel-wide image"),
+        "{warnings:?}"
+    );
+    // The same scan data, declared 5 and 1 pixels wide: 3 chroma samples, or 1; both decoders agree.
+    for width in [5, 1] {
+        let mut bytes = narrow.clone();
+        let width_at = marker_offset(&bytes, 0xc0) + 7;
+        bytes[width_at..width_at + 2].copy_from_slice(&[0, width]);
+        assert_eq!(ok(&bytes).warnings, Vec::<String>::new(), "width {width}");
+    }
+}
