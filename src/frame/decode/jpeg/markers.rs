@@ -3,6 +3,8 @@
 //! decoder runs), truncation anywhere, broken structure, and the restart and marker anomalies that
 //! become warnings; the entropy-coded data itself is left to [`entropy::check_scan`].
 
+use std::borrow::Cow;
+
 use super::entropy;
 use super::scans::Scans;
 use crate::frame::decode::limits::check_limits;
@@ -16,6 +18,24 @@ pub(super) struct Header<'a> {
     /// The TIFF structure of the first `Exif` APP1 segment (after `Exif\0\0`).
     pub exif: Option<&'a [u8]>,
     pub warnings: Vec<String>,
+    /// Offsets of the marker bytes of segments libjpeg ignores and zune-jpeg refuses, which the
+    /// decoder gets renamed to APP15 ([`Header::for_decoder`]).
+    pub ignored: Vec<usize>,
+}
+
+impl Header<'_> {
+    /// The bytes to decode: `b` itself, or a copy with the [`Header::ignored`] segments renamed to
+    /// APP15, which no decoder interprets (their lengths stay, so the structure does).
+    pub fn for_decoder<'b>(&self, b: &'b [u8]) -> Cow<'b, [u8]> {
+        if self.ignored.is_empty() {
+            return Cow::Borrowed(b);
+        }
+        let mut copy = b.to_vec();
+        for &m in &self.ignored {
+            copy[m] = APP15;
+        }
+        Cow::Owned(copy)
+    }
 }
 
 const SOI: u8 = 0xd8;
@@ -24,6 +44,10 @@ const SOS: u8 = 0xda;
 const DHT: u8 = 0xc4;
 const DRI: u8 = 0xdd;
 const APP1: u8 = 0xe1;
+const APP14: u8 = 0xee;
+const APP15: u8 = 0xef;
+/// An Adobe APP14 payload up to its colour transform: `Adobe`, version, flags0, flags1, transform.
+const ADOBE_LEN: usize = 12;
 
 /// The frame header (SOFn) facts the walk and the memory estimate use.
 #[derive(Debug)]
@@ -65,6 +89,7 @@ pub(super) fn walk_with<'a>(
     let mut warnings = Warnings::default();
     let mut frame: Option<Frame> = None;
     let mut exif = None;
+    let mut ignored = Vec::new();
     let mut restart_interval = 0;
     let mut tables = entropy::Specs::default();
     // Only the first scan found corrupt gets a warning.
@@ -119,6 +144,7 @@ pub(super) fn walk_with<'a>(
                     first_scan_components,
                     exif,
                     warnings: warnings.finish(),
+                    ignored,
                 });
             }
             SOI | 0xd0..=0xd7 | 0x01 => {
@@ -178,6 +204,19 @@ pub(super) fn walk_with<'a>(
             }
             APP1 if exif.is_none() && payload.starts_with(b"Exif\0\0") => {
                 exif = Some(&payload[6..]);
+            }
+            // zune-jpeg refuses the file ("Too short of a length for App14 segment"); libjpeg
+            // does not recognise the segment as Adobe's, skips it and decodes (Pillow's
+            // `truncated_app14.jpg`, issue 9 finding 4).
+            APP14 if payload.starts_with(b"Adobe") && payload.len() < ADOBE_LEN => {
+                warnings.push(|| {
+                    format!(
+                        "adobe segment (app14) at offset {at} declares {length} bytes, too short \
+                         for its colour transform ({}): ignored, as libjpeg does",
+                        ADOBE_LEN + 2
+                    )
+                });
+                ignored.push(m);
             }
             SOS => {
                 let Some(frame) = &frame else {
@@ -419,10 +458,13 @@ fn narrow_chroma(frame: &Frame, at: usize) -> Option<String> {
     let &(id, h, v) = frame.components.iter().find(|&&(_, h, _)| {
         h * 2 == h_max && width > 1 && width * usize::from(h) <= 2 * usize::from(h_max)
     })?;
-    let samples = (width * usize::from(h)).div_ceil(usize::from(h_max));
+    let samples = match (width * usize::from(h)).div_ceil(usize::from(h_max)) {
+        1 => "1 sample".to_owned(),
+        n => format!("{n} samples"),
+    };
     Some(format!(
         "frame header at offset {at}: component {id} (sampling {h}x{v} of {h_max} horizontally) is \
-         {samples} samples wide in a {width}-pixel-wide image: zune-jpeg interpolates it where libjpeg \
+         {samples} wide in a {width}-pixel-wide image: zune-jpeg interpolates it where libjpeg \
          replicates, so colours may differ from libjpeg's"
     ))
 }

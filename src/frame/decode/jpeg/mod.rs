@@ -17,7 +17,9 @@
 //!   more than a byte left over after the last MCU of a scan or restart interval. One warning per frame,
 //!   naming the MCU (and its row) and the byte offset where decoding went wrong
 //!   (`fixtures/bad/corrupt-entropy.jpg`: MCU 437 of 1200, row 11 of 30); scan parameters libjpeg
-//!   warns about ([`scans`]).
+//!   warns about ([`scans`]); an Adobe (APP14) segment too short for its colour transform (ignored,
+//!   as libjpeg does, where zune-jpeg refuses the file); chroma halved horizontally in images 2 to
+//!   4 pixels wide, which libjpeg replicates and zune-jpeg interpolates (colours differ).
 //!
 //! Not detected: damage that still decodes to valid symbols in the right number (a changed coefficient
 //! value; bytes whose codes fall back in step with as many blocks as before); about a third of single
@@ -75,17 +77,20 @@ impl Jpeg<'_> {
 
     /// The decode's peak memory, before orientation: see [`memory::jpeg`].
     pub fn memory_bytes(&self) -> u64 {
+        // A copy with segments renamed (`Header::for_decoder`) is a second input beside the decoder's.
+        let copies = if self.header.ignored.is_empty() { 1 } else { 2 };
         memory::jpeg(
             &self.header.frame,
             self.header.first_scan_components,
-            self.bytes.len(),
+            self.bytes.len() * copies,
         )
     }
 
     /// Decodes into RGB8 (not oriented yet); the walk's warnings come along.
     pub fn pixels(self, limits: &Limits) -> Result<(image::RgbImage, Vec<String>), DecodeError> {
         let err = DecodeError::from_image(Format::Jpeg);
-        let mut decoder = JpegDecoder::new(Cursor::new(self.bytes)).map_err(err)?;
+        let bytes = self.header.for_decoder(self.bytes);
+        let mut decoder = JpegDecoder::new(Cursor::new(&*bytes)).map_err(err)?;
         let (width, height) = decoder.dimensions();
         check_limits(width, height, limits)?;
         let mut budget = image_limits(limits);

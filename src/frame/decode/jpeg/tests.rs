@@ -502,3 +502,25 @@ fn chroma_two_samples_wide_gets_a_warning_that_libjpeg_upsamples_it_otherwise() 
         assert_eq!(ok(&bytes).warnings, Vec::<String>::new(), "width {width}");
     }
 }
+
+#[test]
+fn a_too_short_adobe_segment_is_ignored_with_a_warning_as_libjpeg_does() {
+    let original = fixture("frames/photo-640x480.jpg");
+    // After SOI: an APP14 "Adobe" segment of 13 bytes, one short of its colour transform byte.
+    let mut bytes = original[..2].to_vec();
+    bytes.extend_from_slice(b"\xff\xee\x00\x0dAdobe\x00\x64\x40\x00\x00\x00");
+    bytes.extend_from_slice(&original[2..]);
+    let decoded = ok(&bytes);
+    assert_eq!(
+        decoded.warnings,
+        [
+            "adobe segment (app14) at offset 2 declares 13 bytes, too short for its colour \
+          transform (14): ignored, as libjpeg does"
+        ]
+    );
+    assert_eq!(decoded.rgb, ok(&original).rgb);
+    // Pillow's: the same, then the transform byte left over between segments.
+    let decoded = ok(&fixture("conformance/corpus/pillow/truncated_app14.jpg"));
+    assert_eq!(decoded.warnings.len(), 2, "{:?}", decoded.warnings);
+    assert!(decoded.warnings[1].starts_with("1 extraneous bytes at offset 21834"));
+}
