@@ -2,10 +2,11 @@
 //! references made once with Pillow (`reference.json`, by `make_corpus.py`), with every file's
 //! outcome committed in `corpus/expected.json`.
 //!
-//! Beyond "no outcome changes", two rules hold whatever is blessed: a file that decodes without a
+//! Beyond "no outcome changes", three rules hold whatever is blessed: a file that decodes without a
 //! warning matches its reference (exactly for PNGs of 8 bits or fewer, within mean ≤ 2 and p99 ≤ 16
-//! per channel otherwise), and one Pillow refuses may decode cleanly only with a reason recorded in
-//! [`CLEAN_DESPITE_PILLOW`]. Anything else would be silently wrong pixels: a bug to fix, not to bless.
+//! per channel otherwise); one Pillow refuses may decode cleanly only with a reason recorded in
+//! [`CLEAN_DESPITE_PILLOW`]; a JPEG libjpeg-turbo's djpeg warns about is warned about or refused.
+//! Anything else would be silently wrong pixels: a bug to fix, not to bless.
 
 use std::fmt::Write as _;
 
@@ -57,6 +58,13 @@ struct Reference {
     /// Under the corpus folder: the RGB8 pixels, or their `block` x `block` means.
     png: Option<String>,
     block: Option<u32>,
+    /// libjpeg-turbo's verdict on a JPEG: its warnings ("Corrupt JPEG data: …").
+    djpeg: Option<Djpeg>,
+}
+
+#[derive(Deserialize)]
+struct Djpeg {
+    warnings: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -249,6 +257,12 @@ fn silently_wrong(reference: &Reference, outcome: &Outcome) -> Option<String> {
         return None;
     }
     let excused = CLEAN_DESPITE_PILLOW.iter().any(|(p, _)| *p == path);
+    if let Some(djpeg) = reference.djpeg.as_ref().filter(|d| !d.warnings.is_empty()) {
+        return Some(format!(
+            "{path}: no warning, but libjpeg-turbo finds damage: {:?}",
+            djpeg.warnings
+        ));
+    }
     match (against, &reference.error) {
         (Comparison::Differs { detail }, _) => Some(format!("{path}: no warning, but {detail}")),
         (_, Some(pillow)) if !excused => Some(format!(
@@ -436,4 +450,29 @@ fn damaged_pixels_differ_from_every_kind_of_reference() {
         compare(&rgb, reference),
         Comparison::Differs { .. }
     ));
+}
+
+#[test]
+fn a_clean_decode_of_what_libjpeg_or_pillow_finds_damaged_is_silently_wrong() {
+    let references: References =
+        serde_json::from_slice(&fixture(&format!("{DIR}/reference.json"))).unwrap();
+    let find = |path: &str| references.files.iter().find(|r| r.path == path).unwrap();
+    let clean = |warnings: &[&str]| Outcome::Decode {
+        width: 1,
+        height: 1,
+        orientation: 1,
+        rgb_sha256: String::new(),
+        warnings: warnings.iter().map(|&w| w.to_owned()).collect(),
+        reference: Comparison::Exact,
+    };
+    // djpeg: "Corrupt JPEG data: 4 extraneous bytes before marker 0xdb".
+    let damaged = find("pillow/jpeg_ff00_header.jpg");
+    assert!(silently_wrong(damaged, &clean(&[])).is_some());
+    assert_eq!(
+        silently_wrong(damaged, &clean(&["4 extraneous bytes"])),
+        None
+    );
+    // Pillow refuses it, and no reason excuses a clean decode.
+    assert!(silently_wrong(find("pillow/broken_data_stream.png"), &clean(&[])).is_some());
+    assert_eq!(silently_wrong(find("pillow/hopper.jpg"), &clean(&[])), None);
 }
