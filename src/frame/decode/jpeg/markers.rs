@@ -439,6 +439,13 @@ fn frame_header(
             "component {id} has sampling factors {h}x{v}, outside 1-4"
         )));
     }
+    // zune-jpeg refuses these itself, as "Horizontal sample is not a power of two(3)"; libjpeg
+    // decodes them. Refused here by name, before anything is allocated.
+    if let Some(&(id, h, v)) = components.iter().find(|c| !c.1.is_power_of_two()) {
+        return Err(DecodeError::Unsupported {
+            feature: format!("JPEG with horizontal sampling factor {h} (component {id}: {h}x{v})"),
+        });
+    }
     Ok(Frame {
         width,
         height,

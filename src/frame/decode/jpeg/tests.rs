@@ -27,6 +27,16 @@ fn twelve_bit_precision_is_refused_by_name() {
 }
 
 #[test]
+fn horizontal_sampling_factor_three_is_refused_by_name() {
+    let e = err(&fixture("conformance/sampling-3x1-64x64.jpg"));
+    assert_eq!(
+        e.to_string(),
+        "JPEG with horizontal sampling factor 3 (component 1: 3x1) is not supported"
+    );
+    assert!(!e.is_limit());
+}
+
+#[test]
 fn lossless_and_hierarchical_codings_are_refused_by_name() {
     let mut bytes = fixture("seed/seed-frame.jpg");
     let sof = marker_offset(&bytes, 0xc0);
