@@ -3,9 +3,10 @@
 //! about gets a [`Decoded::warnings`](crate::frame::decode::Decoded::warnings) entry, because zune-jpeg
 //! decodes all of it without a word, into pixels far from libjpeg's.
 //!
-//! Also refuses the one valid coding zune-jpeg 0.5.15 decodes to garbage: sequential frames with
+//! Also refuses the two valid codings zune-jpeg 0.5.15 decodes to garbage: sequential frames with
 //! vertically subsampled components coded in separate scans (zune-image issue #419, fixed upstream
-//! only in a pre-release that cannot be used next to the `image` crate's requirement).
+//! only in a pre-release that cannot be used next to the `image` crate's requirement), and
+//! sequential scans that interleave some but not all components when their sampling differs.
 
 use crate::frame::decode::{DecodeError, Warnings};
 
@@ -87,6 +88,9 @@ impl Scans {
                     )));
                 }
             }
+        }
+        if frame.huffman_sequential {
+            partial_mixed_scan(frame, &positions, (index, at))?;
         }
         if frame.progressive {
             if let Some(why) = illegal_progression(&header, count) {
@@ -183,6 +187,42 @@ impl Scans {
         }
         Ok(())
     }
+}
+
+/// Refuses a sequential scan that interleaves some but not all components when their sampling
+/// factors differ (4:2:2 coded as Y+Cb then Cr): valid, and libjpeg decodes it, but zune-jpeg 0.5.15
+/// outputs garbage without an error (mean difference 83–115 from libjpeg-turbo, found by a cjpeg
+/// sweep over scan scripts; a scan of one component, or of all, decodes right).
+fn partial_mixed_scan(
+    frame: &Frame,
+    positions: &[usize],
+    (index, at): (usize, usize),
+) -> Result<(), DecodeError> {
+    let components = positions
+        .iter()
+        .filter_map(|&p| frame.components.get(p))
+        .collect::<Vec<_>>();
+    let Some(&&(_, h, v)) = components.first() else {
+        return Ok(());
+    };
+    let mixed = components.iter().any(|c| (c.1, c.2) != (h, v));
+    if positions.len() < 2 || positions.len() >= frame.components.len() || !mixed {
+        return Ok(());
+    }
+    let listed = components
+        .iter()
+        .map(|&&(id, h, v)| format!("{id} {h}x{v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(DecodeError::Unsupported {
+        feature: format!(
+            "sequential JPEG with a scan interleaving {} of its {} components, sampled \
+             differently (scan {index} at offset {at}: components {listed}; zune-jpeg 0.5.15 \
+             decodes it to garbage)",
+            positions.len(),
+            frame.components.len()
+        ),
+    })
 }
 
 fn parse(sos: &[u8]) -> Option<Header<'_>> {

@@ -188,3 +188,21 @@ fn a_scan_naming_a_component_the_frame_lacks_is_refused() {
         )
     );
 }
+
+/// 4:2:2 coded as a Y+Cb scan then a Cr scan: zune-jpeg 0.5.15 decoded it silently to garbage
+/// (mean difference 75.7 from libjpeg-turbo); as a Y scan then a CbCr scan it decodes right.
+#[test]
+fn a_scan_interleaving_some_differently_sampled_components_is_refused() {
+    let e = err(&fixture("conformance/partial-interleave-422-64x64.jpg"));
+    assert!(matches!(e, DecodeError::Unsupported { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "sequential JPEG with a scan interleaving 2 of its 3 components, sampled differently \
+         (scan 1 at offset 609: components 1 2x1, 2 1x1; zune-jpeg 0.5.15 decodes it to garbage) \
+         is not supported"
+    );
+    let name = "noninterleaved-422-y-then-cbcr-64x64";
+    let decoded = ok(&fixture(&format!("conformance/{name}.jpg")));
+    let (mean, p99) = against_reference(&decoded, &format!("conformance/{name}.djpeg.ppm"));
+    assert!(mean <= 0.1 && p99 <= 2, "{name}: mean {mean} p99 {p99}");
+}
