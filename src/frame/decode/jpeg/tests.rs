@@ -534,3 +534,25 @@ fn a_too_short_adobe_segment_is_ignored_with_a_warning_as_libjpeg_does() {
     assert_eq!(decoded.warnings.len(), 2, "{:?}", decoded.warnings);
     assert!(decoded.warnings[1].starts_with("1 extraneous bytes at offset 21834"));
 }
+
+/// One scan per component, 64 MCUs each: zune-jpeg 0.5.15 decoded the restart interval of 5
+/// silently to garbage (mean 5.2, p99 67 from libjpeg-turbo); 4 divides the MCUs and decodes right.
+#[test]
+fn a_short_last_restart_interval_in_a_partial_scan_is_refused() {
+    let e = err(&fixture(
+        "conformance/noninterleaved-444-restart5-64x64.jpg",
+    ));
+    assert!(matches!(e, DecodeError::Unsupported { .. }), "{e:?}");
+    assert!(
+        e.to_string().starts_with(
+            "sequential JPEG with a scan of 1 of its 3 components whose restart interval leaves a \
+             short last interval (scan 1 at offset "
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("64 mcus, restart interval 5"), "{e}");
+    let decoded = ok(&fixture(
+        "conformance/noninterleaved-444-restart4-64x64.jpg",
+    ));
+    assert!(decoded.warnings.is_empty(), "{:?}", decoded.warnings);
+}
