@@ -3,10 +3,11 @@
 //! about gets a [`Decoded::warnings`](crate::frame::decode::Decoded::warnings) entry, because zune-jpeg
 //! decodes all of it without a word, into pixels far from libjpeg's.
 //!
-//! Also refuses the two valid codings zune-jpeg 0.5.15 decodes to garbage: sequential frames with
+//! Also refuses valid codings zune-jpeg 0.5.15 decodes to garbage: sequential frames with
 //! vertically subsampled components coded in separate scans (zune-image issue #419, fixed upstream
-//! only in a pre-release that cannot be used next to the `image` crate's requirement), and
-//! sequential scans that interleave some but not all components when their sampling differs.
+//! only in a pre-release that cannot be used next to the `image` crate's requirement), or one MCU
+//! wide and more than one high, and sequential scans that interleave some but not all components
+//! when their sampling differs.
 
 use crate::frame::decode::{DecodeError, Warnings};
 
@@ -165,17 +166,35 @@ impl Scans {
         }
     }
 
-    /// Refuses, once all scans are seen, the coding zune-jpeg garbles (see the module doc).
+    /// Refuses, once all scans are seen, the codings zune-jpeg garbles (see the module doc).
     pub(super) fn finish(&self, frame: &Frame) -> Result<(), DecodeError> {
         let count = frame.components.len();
+        if !frame.huffman_sequential || count < 2 || self.fewest_components >= count {
+            return Ok(());
+        }
         let vertical = frame.components.iter().any(|c| c.2 > 1);
-        if frame.huffman_sequential && count > 1 && vertical && self.fewest_components < count {
-            let sampling = frame
-                .components
-                .iter()
-                .map(|&(_, h, v)| format!("{h}x{v}"))
-                .collect::<Vec<_>>()
-                .join(",");
+        let sampling = frame
+            .components
+            .iter()
+            .map(|&(_, h, v)| format!("{h}x{v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        // One MCU wide, more than one high: garbage in a cjpeg sweep of scan scripts and sizes
+        // (mean difference up to ~40, e.g. 21x36 4:1:1 in a scan per component), whatever the
+        // sampling; wider images and one MCU row decode right.
+        let h_max = frame.components.iter().map(|c| c.1).max().unwrap_or(1);
+        let v_max = frame.components.iter().map(|c| c.2).max().unwrap_or(1);
+        let (width, height) = (frame.width, frame.height);
+        if !vertical && width <= 8 * u16::from(h_max) && height > 8 * u16::from(v_max) {
+            return Err(DecodeError::Unsupported {
+                feature: format!(
+                    "non-interleaved JPEG one MCU wide ({width}x{height}, sampling {sampling}, a \
+                     scan of {} of the {count} components; zune-jpeg 0.5.15 decodes it to garbage)",
+                    self.fewest_components
+                ),
+            });
+        }
+        if vertical {
             return Err(DecodeError::Unsupported {
                 feature: format!(
                     "non-interleaved JPEG with vertically subsampled chroma (sampling {sampling}, \

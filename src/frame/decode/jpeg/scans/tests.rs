@@ -206,3 +206,16 @@ fn a_scan_interleaving_some_differently_sampled_components_is_refused() {
     let (mean, p99) = against_reference(&decoded, &format!("conformance/{name}.djpeg.ppm"));
     assert!(mean <= 0.1 && p99 <= 2, "{name}: mean {mean} p99 {p99}");
 }
+
+/// One MCU wide and several high, a scan per component: zune-jpeg 0.5.15 decoded it silently to
+/// garbage (mean difference 16.5, p99 120 from libjpeg-turbo).
+#[test]
+fn a_non_interleaved_jpeg_one_mcu_wide_is_refused() {
+    let e = err(&fixture("conformance/noninterleaved-411-21x36.jpg"));
+    assert!(matches!(e, DecodeError::Unsupported { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "non-interleaved JPEG one MCU wide (21x36, sampling 4x1,1x1,1x1, a scan of 1 of the 3 \
+         components; zune-jpeg 0.5.15 decodes it to garbage) is not supported"
+    );
+}
