@@ -8,8 +8,9 @@
 //! - refused: missing end-of-image marker (truncation anywhere, scan data included), segments running past
 //!   the end, impossible segment lengths, a scan before the frame header, a second frame header; scan
 //!   headers libjpeg refuses and the valid codings zune-jpeg 0.5.15 garbles (vertically subsampled,
-//!   one-MCU-wide or partially interleaved scans, more than two sequential scans, [`scans`]; a short last restart interval in a scan of some of the
-//!   components, `markers`); horizontal sampling factor 3, which zune-jpeg cannot decode;
+//!   one-MCU-wide or partially interleaved scans, more than two sequential scans, [`scans`]; a short
+//!   last restart interval in a scan of some of the components, `markers`); horizontal sampling
+//!   factor 3, which zune-jpeg cannot decode;
 //! - decoded with a [`Decoded::warnings`] entry: restart markers out of sequence or fewer/more than the
 //!   restart interval implies, markers that may not appear inside scan data, garbage between segments;
 //!   and in baseline and extended sequential (Huffman) scans and progressive DC first scans, corrupt
