@@ -68,13 +68,9 @@ fn be16(b: &[u8], at: usize) -> u16 {
 }
 
 /// Walks `b` (which starts with `ff d8 ff`) segment by segment and through each scan's entropy-coded
-/// data to the end-of-image marker. Refuses unsupported codings and sizes over `limits` as soon as the
-/// frame header is read, before the scan data is looked at.
-pub(super) fn walk<'a>(b: &'a [u8], limits: &Limits) -> Result<Header<'a>, DecodeError> {
-    walk_with(b, limits, limits.verify_entropy)
-}
-
-/// [`walk`], with the entropy-coded data verified ([`entropy::check_scan`]) when `verify` is set.
+/// data to the end-of-image marker, verifying that data ([`entropy::check_scan`]) when `verify` is
+/// set. Refuses unsupported codings and sizes over `limits` as soon as the frame header is read,
+/// before the scan data is looked at.
 pub(super) fn walk_with<'a>(
     b: &'a [u8],
     limits: &Limits,
