@@ -14,8 +14,8 @@ One run, one machine, one private Mosquitto on a free loopback port (never 1883)
   burst   10,000 frames at QoS 0 far beyond capacity: peak RSS, no crash, every frame either decoded or
           dropped with a `queue` failure record; published vs received by mqimg.
   ceiling the project's criterion bench (`cargo bench --bench decode`), run in this run for the daemon's
-          decoder (decode.backend, --backend): single-core base64 -> RGB8 rate x cores; its single-thread ms
-          per frame beside the CPU ms per frame of mqimg and the reference in the drain.
+          decoder (decode.backend, --backend): single-core base64 -> RGB8 rate x cores; the bench's CPU ms per
+          frame (one thread) beside the CPU ms per frame of mqimg and the reference in the drain.
   viewers the 720p drain again, back to back without and with 20 viewers of the drained topic's MJPEG
           stream (/stream/{topic}), each reading at most 10 frames/s: the drain rate they cost, mqimg's peak
           RSS with them, what they received.
@@ -126,6 +126,28 @@ def pid_rss_mb(pid):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
+    return None
+
+
+def bench_process(cargo_pid):
+    """The pid of the bench executable `cargo bench --bench decode` runs (target/.../deps/decode-HASH)."""
+    todo, seen = [cargo_pid], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            argv0 = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if pid != cargo_pid and re.search(r"/deps/decode-[0-9a-f]+$", argv0):
+            return pid
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                todo += [int(k) for k in open(f"/proc/{pid}/task/{task}/children").read().split()]
+        except OSError:
+            pass
     return None
 
 
@@ -712,6 +734,7 @@ class Bench:
             mode = "run"
         backend = self.decoder["backend"]
         t_run = None
+        cpu = {}
         if mode == "run":
             log("== decode ceiling: cargo bench --bench decode (criterion, one thread)")
             self.wait_idle()
@@ -728,7 +751,10 @@ class Bench:
             self.results["ceiling_loadavg"] = loadavg()
             t_run = time.time()
             with open(os.path.join(self.logdir, "criterion.log"), "w") as lf:
-                r = subprocess.run(cmd, cwd=ROOT, stdout=lf, stderr=subprocess.STDOUT, env=env)
+                r = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                     text=True, errors="replace", bufsize=1)
+                cpu = self._criterion_cpu(r, lf)
+                r.wait()
             if r.returncode != 0:
                 self.notice(f"`{' '.join(cmd)}` failed (exit {r.returncode}, see logs/criterion.log); "
                             f"estimates already under {os.path.relpath(CRITERION_DIR, ROOT)} are shown, marked as "
@@ -751,9 +777,13 @@ class Bench:
                 mtime = os.path.getmtime(f)
                 c = {"group": group, "what": what, "id": bench_id, "backend": backend,
                      "ns_per_frame": ns, "ms_per_frame": round(ns / 1e6, 3), "single_core_fps": round(1e9 / ns, 1),
+                     "cpu_ms_per_frame": None, "cpu_share": None, "iterations": None,
                      "cores": NCPU, "ceiling_fps": round(NCPU * 1e9 / ns, 1), "estimate": key,
                      "file": os.path.relpath(f, ROOT), "this_run": t_run is not None and mtime >= t_run - 1,
                      "measured_at": datetime.datetime.fromtimestamp(mtime).isoformat(timespec="seconds")}
+                cm = cpu.get(bench_id) if c["this_run"] else None
+                if cm:
+                    c.update(cm)
                 if s not in out:
                     out[s] = c
                     out[s]["others"] = []
@@ -770,6 +800,31 @@ class Bench:
                         f"{os.path.relpath(CRITERION_DIR, ROOT)}"
                         + (f" for decode.backend = {backend}" if backend else ""))
         self.results["ceiling"] = out
+        return out
+
+    @staticmethod
+    def _criterion_cpu(proc, logfile):
+        """Copies criterion's output to logfile and measures, per benchmark, the bench process's CPU (user +
+        system, /proc/PID/stat) over its collection phase, from the line `Benchmarking ID: Collecting ... (N
+        iterations)` to `Benchmarking ID: Analyzing`: CPU ms per iteration, and the CPU share of the wall time
+        (below 1 when other processes took the core: criterion's times are wall times)."""
+        col = re.compile(r"^Benchmarking (\S+): Collecting \d+ samples in estimated [\d.]+ s \((\d+) iterations\)")
+        ana = re.compile(r"^Benchmarking (\S+): Analyzing")
+        out, cur = {}, None
+        for line in proc.stdout:
+            m = col.match(line)
+            m2 = ana.match(line) if not m else None
+            if m:
+                bpid = bench_process(proc.pid)
+                cur = (m.group(1), int(m.group(2)), bpid, pid_cpu_split(bpid) if bpid else None, time.monotonic())
+            elif m2 and cur and cur[0] == m2.group(1):
+                c1, t1 = pid_cpu_split(cur[2]), time.monotonic()
+                if cur[3] and c1 and cur[1] > 0 and t1 > cur[4]:
+                    used = c1[0] + c1[1] - cur[3][0] - cur[3][1]
+                    out[cur[0]] = {"cpu_ms_per_frame": round(1000 * used / cur[1], 3), "iterations": cur[1],
+                                   "cpu_share": round(used / (t1 - cur[4]), 2)}
+                cur = None
+            logfile.write(line)
         return out
 
     def _crit_estimate(self, group, size, backend):
@@ -1417,9 +1472,11 @@ class Bench:
         return None, None
 
     def cpu_per_frame(self):
-        """Per size: CPU per frame of the reference and of mqimg (as configured) in the drain, against the
-        criterion single-thread time per frame of the same decoder, and mqimg's fraction of the ceiling split
-        into its two factors: fps / ceiling = (cores busy / cores) × (criterion ms / mqimg CPU ms)."""
+        """Per size: CPU per frame of the reference and of mqimg (as configured) in the drain, against the CPU
+        per frame of the criterion benchmarks of the same decoder (their collection phase in this run, one
+        thread), and mqimg's fraction of the ceiling: by criterion's times (wall, as the target), and of the CPU
+        ceiling (cores × 1000 / criterion CPU ms), which splits into two factors:
+        fps / CPU ceiling = (cores busy / cores) × (criterion CPU ms / mqimg CPU ms)."""
         out = []
         for s in self.a.sizes:
             u = self._drain_row(s, "mqimg", "user") or {}
@@ -1427,29 +1484,35 @@ class Bench:
             c = self.ceiling_of(s)
             if not (u or ref or c):
                 continue
-            e = {"size": s, "decoder": self.decoder["backend"],
+            e = {"size": s, "decoder": self.decoder["backend"], "cores": NCPU,
                  "reference_fps": ref.get("fps"), "reference_cpu_ms_per_frame": ref.get("cpu_ms_per_frame"),
                  "reference_cores_busy": ref.get("cores_busy"),
                  "mqimg_fps": u.get("fps"), "mqimg_cpu_ms_per_frame": u.get("cpu_ms_per_frame"),
                  "mqimg_cpu_user_ms_per_frame": u.get("cpu_user_ms_per_frame"),
                  "mqimg_cpu_sys_ms_per_frame": u.get("cpu_sys_ms_per_frame"), "mqimg_cores_busy": u.get("cores_busy"),
-                 "criterion_frame_ms": None, "criterion_decode_ms": None, "ceiling_id": None, "ceiling_fps": None,
-                 "ceiling_this_run": None, "cores": NCPU}
+                 "ceiling_id": None, "ceiling_this_run": None, "ceiling_ms": None, "ceiling_fps": None,
+                 "ceiling_cpu_ms": None, "ceiling_cpu_share": None, "ceiling_cpu_fps": None}
             for group, key in (("frame/base64-to-rgb", "criterion_frame"), ("decode/jpeg-to-rgb", "criterion_decode")):
                 g = self.crit_group(s, group)
                 e[key + "_ms"] = round(g["ns_per_frame"] / 1e6, 3) if g else None
+                e[key + "_cpu_ms"] = g.get("cpu_ms_per_frame") if g else None
                 e[key + "_this_run"] = g["this_run"] if g else None
+            cpu, fps, busy = e["mqimg_cpu_ms_per_frame"], e["mqimg_fps"], e["mqimg_cores_busy"]
+            if busy is not None:
+                e["cores_busy_fraction"] = round(busy / NCPU, 3)
             if c:
-                e.update(ceiling_id=c["id"], ceiling_ms=round(c["ns_per_frame"] / 1e6, 3), ceiling_fps=c["ceiling_fps"],
-                         ceiling_this_run=c["this_run"])
-                cpu, fps = e["mqimg_cpu_ms_per_frame"], e["mqimg_fps"]
-                if cpu:
-                    e["mqimg_minus_ceiling_ms"] = round(cpu - e["ceiling_ms"], 2)
-                    e["ceiling_ms_over_mqimg_cpu_ms"] = round(e["ceiling_ms"] / cpu, 3)
+                e.update(ceiling_id=c["id"], ceiling_this_run=c["this_run"], ceiling_ms=round(c["ns_per_frame"] / 1e6, 3),
+                         ceiling_fps=c["ceiling_fps"], ceiling_cpu_ms=c.get("cpu_ms_per_frame"),
+                         ceiling_cpu_share=c.get("cpu_share"))
                 if fps:
                     e["mqimg_fraction_of_ceiling"] = round(fps / c["ceiling_fps"], 3)
-                if e["mqimg_cores_busy"] is not None:
-                    e["cores_busy_fraction"] = round(e["mqimg_cores_busy"] / NCPU, 3)
+                if e["ceiling_cpu_ms"]:
+                    e["ceiling_cpu_fps"] = round(NCPU * 1000 / e["ceiling_cpu_ms"], 1)
+                    if fps:
+                        e["mqimg_fraction_of_cpu_ceiling"] = round(fps / e["ceiling_cpu_fps"], 3)
+                    if cpu:
+                        e["mqimg_minus_ceiling_cpu_ms"] = round(cpu - e["ceiling_cpu_ms"], 2)
+                        e["ceiling_cpu_ms_over_mqimg_cpu_ms"] = round(e["ceiling_cpu_ms"] / cpu, 3)
             out.append(e)
         return out
 
@@ -1587,33 +1650,42 @@ class Bench:
             L.append("")
             L.append(f"Decoder: {decname}.  ")
             if R.get("ceiling_cmd"):
-                L.append(f"Command: `{R['ceiling_cmd']}`, load average {' '.join(R.get('ceiling_loadavg') or [])}.")
+                L.append(f"Command: `{R['ceiling_cmd']}`, load average {' '.join(R.get('ceiling_loadavg') or [])}.  ")
+            L.append("single-core ms/frame: criterion's estimate (wall time). CPU ms/frame: the bench process's user + "
+                     "system CPU over the benchmark's collection phase / its iterations; CPU share = that CPU / the "
+                     "phase's wall time (below 1: other processes took the core, and the wall times are inflated).")
             L.append("")
-            L.append("| frame | criterion benchmark | single-core ms/frame | single-core frames/s | cores | ceiling frames/s | mqimg drain frames/s | mqimg / ceiling | measured |")
-            L.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
+            L.append("| frame | criterion benchmark | single-core ms/frame | CPU ms/frame (CPU share) | single-core frames/s | "
+                     "cores | ceiling frames/s | mqimg drain frames/s | mqimg / ceiling | measured |")
+            L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
             for s, c0 in R["ceiling"].items():
                 u = self._drain_fps(s, "mqimg", "user")
                 for i, c in enumerate([c0] + c0.get("others", [])):
                     ratio = f"{u / c['ceiling_fps']:.2f}" + ("" if c["this_run"] else " †") if u else "-"
-                    stale = stale or (bool(u) and not c["this_run"])
+                    stale = stale or not c["this_run"]
                     tag = " (the ceiling)" if i == 0 else ""
                     when = "this run" if c["this_run"] else f"{c['measured_at']} (earlier run) †"
-                    L.append(f"| {s} | `{c['id']}`{tag} | {c['ns_per_frame'] / 1e6:.2f} | {c['single_core_fps']} | {c['cores']} | "
+                    cpu_c = (f"{c['cpu_ms_per_frame']:.2f} ({c['cpu_share']:.2f})" if c.get("cpu_ms_per_frame") is not None
+                             else "-")
+                    L.append(f"| {s} | `{c['id']}`{tag} | {c['ns_per_frame'] / 1e6:.2f} | {cpu_c} | {c['single_core_fps']} | {c['cores']} | "
                              f"{c['ceiling_fps']} | {fmt(u)} | {ratio} | {when} |")
             L.append("")
         cpf = [e for e in R.get("cpu_per_frame", []) if e.get("mqimg_cpu_ms_per_frame") or e.get("reference_cpu_ms_per_frame")]
         if cpf:
             L.append("### CPU per frame: the drain (user + system, first → last record) against the decode ceiling's "
-                     "single-thread time")
+                     "CPU per frame")
             L.append("")
-            L.append(f"Decoder: {decname}. mqimg / ceiling = (cores busy / {NCPU}) × (criterion ms / mqimg CPU ms): "
-                     "the first factor is the cores mqimg left idle, the second the CPU it spends per frame beyond "
-                     "the worker's decode path.")
+            L.append(f"Decoder: {decname}. Criterion: CPU ms per iteration of its collection phase in this run (one "
+                     "thread; its wall-time estimate in brackets, which is what the ceiling and the target use). "
+                     f"CPU ceiling = {NCPU} × 1000 / criterion CPU ms; mqimg / CPU ceiling = (cores busy / {NCPU}) × "
+                     "(criterion CPU ms / mqimg CPU ms): the first factor is the share of the cores mqimg kept busy "
+                     "(the rest idle or taken by other processes: the drain's other CPU %), the second the CPU it "
+                     "spends per frame beyond the worker's decode path.")
             L.append("")
-            L.append("| frame | reference CPU ms/frame | mqimg CPU ms/frame (user + sys) | criterion `frame/base64-to-rgb` ms | "
-                     "criterion `decode/jpeg-to-rgb` ms | mqimg − ceiling ms | mqimg cores busy | mqimg / ceiling | "
-                     f"= cores busy / {NCPU} | × criterion ms / mqimg CPU ms |")
-            L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            L.append("| frame | reference CPU ms/frame | mqimg CPU ms/frame (user + sys) | criterion `frame/base64-to-rgb` CPU ms (wall) | "
+                     "criterion `decode/jpeg-to-rgb` CPU ms (wall) | mqimg − ceiling CPU ms | mqimg cores busy | "
+                     f"mqimg / ceiling | mqimg / CPU ceiling | = cores busy / {NCPU} | × criterion CPU ms / mqimg CPU ms |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             for e in cpf:
                 mark = "" if e.get("ceiling_this_run") in (True, None) else " †"
                 fmark = "" if e.get("criterion_frame_this_run") in (True, None) else " †"
@@ -1622,11 +1694,14 @@ class Bench:
                 mq = (f"{fmt(e['mqimg_cpu_ms_per_frame'], 2)} ({fmt(e['mqimg_cpu_user_ms_per_frame'], 2)} + "
                       f"{fmt(e['mqimg_cpu_sys_ms_per_frame'], 2)})" if e.get("mqimg_cpu_ms_per_frame") is not None else "-")
                 frac = e.get("mqimg_fraction_of_ceiling")
+                cfrac = e.get("mqimg_fraction_of_cpu_ceiling")
                 L.append(f"| {e['size']} | {fmt(e.get('reference_cpu_ms_per_frame'), 2)} | {mq} | "
-                         f"{fmt(e.get('criterion_frame_ms'), 2)}{fmark} | {fmt(e.get('criterion_decode_ms'), 2)}{dmark} | "
-                         f"{fmt(e.get('mqimg_minus_ceiling_ms'), 2)} | {fmt(e.get('mqimg_cores_busy'), 2)} | "
+                         f"{fmt(e.get('criterion_frame_cpu_ms'), 2)} ({fmt(e.get('criterion_frame_ms'), 2)}){fmark} | "
+                         f"{fmt(e.get('criterion_decode_cpu_ms'), 2)} ({fmt(e.get('criterion_decode_ms'), 2)}){dmark} | "
+                         f"{fmt(e.get('mqimg_minus_ceiling_cpu_ms'), 2)} | {fmt(e.get('mqimg_cores_busy'), 2)} | "
                          f"{(f'{100 * frac:.0f} %' + mark) if frac is not None else '-'} | "
-                         f"{fmt(e.get('cores_busy_fraction'), 2)} | {fmt(e.get('ceiling_ms_over_mqimg_cpu_ms'), 2)} |")
+                         f"{f'{100 * cfrac:.0f} %' if cfrac is not None else '-'} | "
+                         f"{fmt(e.get('cores_busy_fraction'), 2)} | {fmt(e.get('ceiling_cpu_ms_over_mqimg_cpu_ms'), 2)} |")
             L.append("")
         if stale:
             L.append("† the criterion estimate is from an earlier run (`--criterion read`, or the bench failed), not "

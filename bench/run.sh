@@ -51,12 +51,12 @@ done
 FEATURES=()
 [ -n "${BENCH_CARGO_FEATURES:-}" ] && FEATURES=(--features "$BENCH_CARGO_FEATURES")
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-  echo "building: cargo build --release ${FEATURES[*]}" >&2
+  echo "building: cargo build --release${FEATURES[*]:+ ${FEATURES[*]}}" >&2
   cargo build --release "${FEATURES[@]}" >&2
   # the decode-ceiling bench (run by e2e.py, same features) is compiled here, so its build time stays out of
   # the measurements
   if { [ "$CRIT" = run ] || [ "$CRIT" = auto ]; } && { [ -z "$ONLY" ] || [[ ",$ONLY," == *,ceiling,* ]]; }; then
-    echo "building: cargo bench ${FEATURES[*]} --bench decode --no-run" >&2
+    echo "building: cargo bench${FEATURES[*]:+ ${FEATURES[*]}} --bench decode --no-run" >&2
     cargo bench "${FEATURES[@]}" --bench decode --no-run >&2
   fi
 fi
