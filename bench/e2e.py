@@ -13,7 +13,9 @@ One run, one machine, one private Mosquitto on a free loopback port (never 1883)
           while another process writes 2 GB to the same filesystem (--live-writer).
   burst   10,000 frames at QoS 0 far beyond capacity: peak RSS, no crash, every frame either decoded or
           dropped with a `queue` failure record; published vs received by mqimg.
-  ceiling the project's criterion bench (`cargo bench --bench decode`): single-core JPEG->RGB8 rate x cores.
+  ceiling the project's criterion bench (`cargo bench --bench decode`), run in this run for the daemon's
+          decoder (decode.backend, --backend): single-core base64 -> RGB8 rate x cores; the bench's CPU ms per
+          frame (one thread) beside the CPU ms per frame of mqimg and the reference in the drain.
   viewers the 720p drain again, back to back without and with 20 viewers of the drained topic's MJPEG
           stream (/stream/{topic}), each reading at most 10 frames/s: the drain rate they cost, mqimg's peak
           RSS with them, what they received.
@@ -53,6 +55,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIXTURES = os.path.join(ROOT, "fixtures", "frames")
 REFERENCE = os.path.join(HERE, "reference", "consumer.py")
+# cargo's target directory (CARGO_TARGET_DIR, relative to the repository like cargo's) and criterion's output
+TARGET = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR") or "target")
+CRITERION_DIR = os.path.join(ROOT, os.environ["CRITERION_HOME"]) if os.environ.get("CRITERION_HOME") \
+    else os.path.join(TARGET, "criterion")
 CLK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
@@ -98,13 +104,19 @@ def sys_cpu():
     return (c[0] + c[1] + c[2]) / CLK, (c[5] + c[6]) / CLK
 
 
-def pid_cpu(pid):
-    """utime+stime of a process (all threads), seconds; None when gone."""
+def pid_cpu_split(pid):
+    """(utime, stime) of a process (all its threads, live and ended), seconds; None when gone."""
     try:
         st = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(st[11]) + int(st[12])) / CLK
+        return int(st[11]) / CLK, int(st[12]) / CLK
     except (OSError, IndexError, ValueError):
         return None
+
+
+def pid_cpu(pid):
+    """utime+stime of a process (all threads), seconds; None when gone."""
+    us = pid_cpu_split(pid)
+    return us[0] + us[1] if us else None
 
 
 def pid_rss_mb(pid):
@@ -117,6 +129,28 @@ def pid_rss_mb(pid):
     return None
 
 
+def bench_process(cargo_pid):
+    """The pid of the bench executable `cargo bench --bench decode` runs (target/.../deps/decode-HASH)."""
+    todo, seen = [cargo_pid], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            argv0 = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if pid != cargo_pid and re.search(r"/deps/decode-[0-9a-f]+$", argv0):
+            return pid
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                todo += [int(k) for k in open(f"/proc/{pid}/task/{task}/children").read().split()]
+        except OSError:
+            pass
+    return None
+
+
 def loadavg():
     return open("/proc/loadavg").read().split()[:3]
 
@@ -124,9 +158,10 @@ def loadavg():
 def snap(pids):
     busy, irq = sys_cpu()
     t = os.times()
+    split = {str(p): pid_cpu_split(p) for p in pids if p}
     return {"t": time.monotonic(), "busy": busy, "irq": irq, "self": time.process_time(),
             "children": t.children_user + t.children_system,
-            "pids": {str(p): pid_cpu(p) for p in pids if p}}
+            "pids": {k: (v[0] + v[1] if v else None) for k, v in split.items()}, "split": split}
 
 
 def other_pct(s0, s1, own_pids):
@@ -241,6 +276,13 @@ def per_second_max(samples):
     for t, r in samples:
         tl[int(t)] = max(tl.get(int(t), 0), r)
     return [tl[k] for k in sorted(tl)]
+
+
+def toml_value(text, section, key):
+    """The string value of `key = "..."` in [section] of a TOML text (enough for mqimg's printed configs)."""
+    m = re.search(rf"^\[{re.escape(section)}\][ \t]*$(.*?)(?=^\[|\Z)", text, re.S | re.M)
+    v = re.search(rf'^[ \t]*{re.escape(key)}[ \t]*=[ \t]*"([^"]*)"', m.group(1), re.M) if m else None
+    return v.group(1) if v else None
 
 
 def fmt(v, nd=1):
@@ -411,6 +453,42 @@ class Bench:
         self.http_section = "http" if "[http]" in dflt else "metrics" if "[metrics]" in dflt else None
         self.has_metrics = self.http_section is not None
         self.has_verify = "verify_entropy" in dflt
+        try:
+            self.decoder = self.detect_decoder(dflt)
+        except SystemExit:
+            shutil.rmtree(self.work, ignore_errors=True)
+            raise
+        self.results["decoder"] = self.decoder
+
+    def detect_decoder(self, dflt):
+        """The daemon's JPEG decoder: decode.backend as --backend sets it (MQIMG__DECODE__BACKEND), else the
+        binary's default; backend None when the binary has no such key (a build with one decoder).
+
+        With --backend, `mqimg check-config` is run with the override first: a build that cannot use that
+        backend (no such key, or built without its cargo feature) stops the run here, before any case."""
+        default = toml_value(dflt, "decode", "backend")
+        d = {"backend": self.a.backend or default, "default": default, "has_key": default is not None,
+             "set_by": "--backend (MQIMG__DECODE__BACKEND)" if self.a.backend else
+                       "the binary's default" if default else "no decode.backend key: the build's only decoder",
+             "cargo_features": self.a.cargo_features or None}
+        if not self.a.backend:
+            return d
+        if default is None:
+            raise SystemExit(f"--backend {self.a.backend}: {self.mqimg} has no decode.backend key "
+                             "(`mqimg print-default-config` lists none)")
+        cfg = os.path.join(self.work, "backend-check.toml")
+        open(cfg, "w").write(dflt)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MQIMG__")}
+        env["MQIMG__DECODE__BACKEND"] = self.a.backend
+        r = subprocess.run([self.mqimg, "check-config", "-c", cfg], capture_output=True, text=True, env=env)
+        eff = toml_value(r.stdout, "decode", "backend")
+        if r.returncode != 0 or eff != self.a.backend:
+            raise SystemExit(f"--backend {self.a.backend}: `MQIMG__DECODE__BACKEND={self.a.backend} mqimg "
+                             f"check-config` " + (f"failed (exit {r.returncode}): {r.stderr.strip()[-400:]}"
+                                                  if r.returncode else f"shows decode.backend = {eff!r}")
+                             + " (a backend other than the default needs a build with its cargo feature: "
+                             "BENCH_CARGO_FEATURES=... bench/run.sh)")
+        return d
 
     # ---------------- broker
 
@@ -526,6 +604,8 @@ class Bench:
         env = dict(os.environ)
         env.pop("RUST_LOG", None)
         env = {k: v for k, v in env.items() if not k.startswith("MQIMG__")}
+        if self.a.backend:
+            env["MQIMG__DECODE__BACKEND"] = self.a.backend
         for kv in self.a.mqimg_env or []:
             k, v = kv.split("=", 1)
             env[k] = v
@@ -639,59 +719,138 @@ class Bench:
     CRIT_GROUPS = [("frame/base64-to-rgb", "base64 payload → RGB8 + record"), ("decode/jpeg-to-rgb", "JPEG → RGB8")]
 
     def ceiling(self, sizes):
-        crit = os.path.join(ROOT, "target", "criterion")
+        """Runs the criterion bench in this run (unless --criterion read/skip) for the daemon's decoder and reads
+        its estimates: per size, the first group found is the ceiling's ("others" hold the rest).
+
+        With a decode.backend (--backend, or the binary's default when it has the key) the estimates of
+        `<group>/<backend>/<size>` are taken; `<group>/<size>` only when no backend is named or it is the
+        default one, so a ceiling is never that of another decoder. `this_run` says whether criterion wrote the
+        estimate during this run."""
         mode = self.a.criterion
         if mode == "skip":
             self.notice("decode ceiling skipped (--criterion skip)")
             return {}
         if mode == "auto":
-            mode = "read" if self.a.quick else "run"
+            mode = "run"
+        backend = self.decoder["backend"]
+        t_run = None
+        cpu = {}
         if mode == "run":
             log("== decode ceiling: cargo bench --bench decode (criterion, one thread)")
             self.wait_idle()
             groups = "|".join(re.escape(g) for g, _ in self.CRIT_GROUPS)
-            rx = f"^({groups})/(" + "|".join(re.escape(s) for s in sizes) + ")$"
-            cmd = ["cargo", "bench", "--bench", "decode", "--", rx]
-            self.results["ceiling_cmd"] = " ".join(cmd)
+            bk = f"({re.escape(backend)}/)?" if backend else ""
+            rx = f"^({groups})/{bk}(" + "|".join(re.escape(s) for s in sizes) + ")$"
+            feats = ["--features", self.a.cargo_features] if self.a.cargo_features else []
+            cmd = ["cargo", "bench"] + feats + ["--bench", "decode", "--", rx]
+            env = dict(os.environ)
+            if self.a.backend:
+                env["MQIMG__DECODE__BACKEND"] = self.a.backend
+            self.results["ceiling_cmd"] = ("MQIMG__DECODE__BACKEND=" + self.a.backend + " " if self.a.backend
+                                           else "") + " ".join(cmd)
             self.results["ceiling_loadavg"] = loadavg()
-            t0 = time.time()
+            t_run = time.time()
             with open(os.path.join(self.logdir, "criterion.log"), "w") as lf:
-                r = subprocess.run(cmd, cwd=ROOT, stdout=lf, stderr=subprocess.STDOUT)
+                r = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                     text=True, errors="replace", bufsize=1)
+                cpu = self._criterion_cpu(r, lf)
+                r.wait()
             if r.returncode != 0:
                 self.notice(f"`{' '.join(cmd)}` failed (exit {r.returncode}, see logs/criterion.log); "
-                            "using estimates already under target/criterion if any")
+                            f"estimates already under {os.path.relpath(CRITERION_DIR, ROOT)} are shown, marked as "
+                            "from an earlier run")
             else:
-                log(f"   done in {time.time() - t0:.0f}s")
+                log(f"   done in {time.time() - t_run:.0f}s")
         out = {}
         for s in sizes:
             for group, what in self.CRIT_GROUPS:
-                f = self._crit_file(group, s)
+                found = self._crit_estimate(group, s, backend)
+                if not found:
+                    continue
+                f, bench_id = found
                 try:
                     est = json.load(open(f))
                 except (OSError, ValueError):
                     continue
                 key = "slope" if est.get("slope") else "mean"
                 ns = est[key]["point_estimate"]
-                c = {"group": group, "what": what, "ns_per_frame": ns, "single_core_fps": round(1e9 / ns, 1),
+                mtime = os.path.getmtime(f)
+                c = {"group": group, "what": what, "id": bench_id, "backend": backend,
+                     "ns_per_frame": ns, "ms_per_frame": round(ns / 1e6, 3), "single_core_fps": round(1e9 / ns, 1),
+                     "cpu_ms_per_frame": None, "cpu_share": None, "iterations": None,
                      "cores": NCPU, "ceiling_fps": round(NCPU * 1e9 / ns, 1), "estimate": key,
-                     "file": os.path.relpath(f, ROOT),
-                     "measured_at": datetime.datetime.fromtimestamp(os.path.getmtime(f)).isoformat(timespec="seconds")}
+                     "file": os.path.relpath(f, ROOT), "this_run": t_run is not None and mtime >= t_run - 1,
+                     "measured_at": datetime.datetime.fromtimestamp(mtime).isoformat(timespec="seconds")}
+                cm = cpu.get(bench_id) if c["this_run"] else None
+                if cm:
+                    c.update(cm)
                 if s not in out:
                     out[s] = c
                     out[s]["others"] = []
                 else:
                     out[s]["others"].append(c)
-        if not out:
-            self.notice("no decode ceiling: no criterion estimates under target/criterion "
-                        "(run `cargo bench --bench decode`, or pass --criterion run)")
-        elif mode == "read":
-            log(f"decode ceiling from existing criterion estimates under {crit}")
+            if s in out and not out[s]["this_run"]:
+                self.notice(f"decode ceiling {s}: `{out[s]['id']}` estimate from an earlier criterion run "
+                            f"({out[s]['measured_at']}), not this one: its ratios are marked † and the ceiling "
+                            "target is not judged")
+        missing = [s for s in sizes if s not in out]
+        if missing:
+            ids = ", ".join(f"`{g}/{backend + '/' if backend else ''}<size>`" for g, _ in self.CRIT_GROUPS)
+            self.notice(f"no decode ceiling for {', '.join(missing)}: no criterion estimate {ids} under "
+                        f"{os.path.relpath(CRITERION_DIR, ROOT)}"
+                        + (f" for decode.backend = {backend}" if backend else ""))
         self.results["ceiling"] = out
         return out
 
     @staticmethod
-    def _crit_file(group, size):
-        return os.path.join(ROOT, "target", "criterion", group.replace("/", "_"), size, "new", "estimates.json")
+    def _criterion_cpu(proc, logfile):
+        """Copies criterion's output to logfile and measures, per benchmark, the bench process's CPU (user +
+        system, /proc/PID/stat) over its collection phase, from the line `Benchmarking ID: Collecting ... (N
+        iterations)` to `Benchmarking ID: Analyzing`: CPU ms per iteration, and the CPU share of the wall time
+        (below 1 when other processes took the core: criterion's times are wall times)."""
+        col = re.compile(r"^Benchmarking (\S+): Collecting \d+ samples in estimated [\d.]+ s \((\d+) iterations\)")
+        ana = re.compile(r"^Benchmarking (\S+): Analyzing")
+        out, cur = {}, None
+        for line in proc.stdout:
+            m = col.match(line)
+            m2 = ana.match(line) if not m else None
+            if m:
+                bpid = bench_process(proc.pid)
+                cur = (m.group(1), int(m.group(2)), bpid, pid_cpu_split(bpid) if bpid else None, time.monotonic())
+            elif m2 and cur and cur[0] == m2.group(1):
+                c1, t1 = pid_cpu_split(cur[2]), time.monotonic()
+                if cur[3] and c1 and cur[1] > 0 and t1 > cur[4]:
+                    used = c1[0] + c1[1] - cur[3][0] - cur[3][1]
+                    out[cur[0]] = {"cpu_ms_per_frame": round(1000 * used / cur[1], 3), "iterations": cur[1],
+                                   "cpu_share": round(used / (t1 - cur[4]), 2)}
+                cur = None
+            logfile.write(line)
+        return out
+
+    def _crit_estimate(self, group, size, backend):
+        """(estimates.json path, benchmark id) of group at size for the decoder, or None."""
+        parts = []  # criterion's folders: the group with "/" as "_", then the function id, then the parameter
+        if backend:
+            parts.append([backend, size])
+        if not backend or backend == self.decoder["default"]:
+            parts.append([size])
+        for p in parts:
+            f = os.path.join(CRITERION_DIR, group.replace("/", "_"), *p, "new", "estimates.json")
+            if os.path.exists(f):
+                return f, "/".join([group] + p)
+        return None
+
+    def ceiling_of(self, size):
+        """The ceiling's criterion estimate at size (None when not measured)."""
+        return self.results["ceiling"].get(size)
+
+    def crit_group(self, size, group):
+        """The criterion estimate of group at size (None when not measured)."""
+        c = self.ceiling_of(size)
+        for e in ([c] + c.get("others", [])) if c else []:
+            if e["group"] == group:
+                return e
+        return None
 
     def notice(self, msg):
         log("NOTICE: " + msg)
@@ -710,7 +869,7 @@ class Bench:
                                         verify_entropy=(False if variant == "no-verify" else None))
         logpath = os.path.join(self.logdir, f"{tag}.log")
         row = {"tag": tag, "consumer": "mqimg", "variant": variant, "size": size, "frames": n,
-               "workers": workers or NCPU, "store": store}
+               "workers": workers or NCPU, "store": store, "decode_backend": self.decoder["backend"]}
         log(f"== {tag}: {n} frames")
         # 1. prime: mqimg connects once so the broker records its persistent session and subscription.
         p, pid = self.start_mqimg(cfg, logpath)
@@ -825,13 +984,14 @@ class Bench:
             row["window_s"] = round(window, 3)
             row["fps"] = round(fps, 1) if fps else None
             row["mp_per_s"] = round(fps * w * h / 1e6, 1) if fps else None
+            row["frames_in_window"] = frames_in_window
+            # CPU over the same window: /proc/PID/stat read by the observer as the first and the n-th record
+            # arrive, so the CPU spent on records 2..n is divided by the n - 1 frames the rate counts.
             fs, ls = obs.first_snap, obs.last_snap
-            if fs and ls:
-                c0, c1 = fs["pids"].get(str(pid)), ls["pids"].get(str(pid))
+            if fs and ls and len(recs) >= n:
+                c0, c1 = fs["split"].get(str(pid)), ls["split"].get(str(pid))
                 if c0 is not None and c1 is not None and window > 0:
-                    row["cpu_s_window"] = round(c1 - c0, 2)
-                    row["cpu_pct_window"] = round(100 * (c1 - c0) / window, 1)
-                    row["cpu_ms_per_frame"] = round(1000 * (c1 - c0) / frames_in_window, 2)
+                    self._cpu_fields(row, c1[0] - c0[0], c1[1] - c0[1], window, frames_in_window)
                 row["other_cpu_pct"] = other_pct(fs, ls, [pid, self.broker.pid])
                 b0, b1 = fs["pids"].get(str(self.broker.pid)), ls["pids"].get(str(self.broker.pid))
                 if b0 is not None and b1 is not None and window > 0:
@@ -863,8 +1023,23 @@ class Bench:
         self._print_row(row)
         return row
 
+    @staticmethod
+    def _cpu_fields(row, user_s, sys_s, window, frames):
+        """CPU fields of a drain row from user and system CPU seconds over the rate's window of `frames` frames."""
+        cpu = user_s + sys_s
+        row["cpu_user_s_window"] = round(user_s, 3)
+        row["cpu_sys_s_window"] = round(sys_s, 3)
+        row["cpu_s_window"] = round(cpu, 3)
+        row["cpu_pct_window"] = round(100 * cpu / window, 1)
+        row["cores_busy"] = round(cpu / window, 2)
+        if frames > 0:
+            row["cpu_ms_per_frame"] = round(1000 * cpu / frames, 2)
+            row["cpu_user_ms_per_frame"] = round(1000 * user_s / frames, 2)
+            row["cpu_sys_ms_per_frame"] = round(1000 * sys_s / frames, 2)
+
     def _print_row(self, row):
-        parts = [f"{row.get('fps', '-')} frames/s", f"{row.get('mp_per_s', '-')} MP/s",
+        parts = [f"{row.get('fps', '-')} frames/s", f"{row.get('cpu_ms_per_frame', '-')} CPU ms/frame",
+                 f"{row.get('mp_per_s', '-')} MP/s",
                  f"CPU {row.get('cpu_pct_window', '-')}%", f"peak RSS {row.get('peak_rss_mb', '-')} MB",
                  f"other {row.get('other_cpu_pct', '-')}%"]
         log("   " + ", ".join(parts))
@@ -920,10 +1095,12 @@ class Bench:
         row["fps"] = c.get("fps")
         row["mp_per_s"] = round(c["fps"] * w * h / 1e6, 1) if c.get("fps") else None
         row["window_s"] = c.get("window_s")
-        row["cpu_pct_window"] = c.get("cpu_pct_window")
-        if c.get("fps") and c.get("cpu_pct_window") is not None and c.get("window_s"):
-            row["cpu_s_window"] = round(c["cpu_pct_window"] * c["window_s"] / 100, 2)
-            row["cpu_ms_per_frame"] = round(row["cpu_s_window"] * 1000 / max(c["frames"] - 1, 1), 2)
+        row["frames_in_window"] = c.get("frames_in_window")
+        # CPU over the same window: the consumer's getrusage (user, system; every thread) after its first and
+        # its last counted frame, divided by the frames its rate counts
+        if c.get("fps") and c.get("window_s") and c.get("cpu_user_s_window") is not None:
+            self._cpu_fields(row, c["cpu_user_s_window"], c["cpu_sys_s_window"], c["window_s"],
+                             c.get("frames_in_window") or 0)
         row["peak_rss_mb"] = tv.get("max_rss_mb")
         row["cpu_s_total"] = round(tv.get("user_s", 0) + tv.get("sys_s", 0), 2)
         row["exit"] = tv.get("exit")
@@ -1294,9 +1471,55 @@ class Bench:
                 return r["decode_ms_p50"], "median decode_ms of live records"
         return None, None
 
+    def cpu_per_frame(self):
+        """Per size: CPU per frame of the reference and of mqimg (as configured) in the drain, against the CPU
+        per frame of the criterion benchmarks of the same decoder (their collection phase in this run, one
+        thread), and mqimg's fraction of the ceiling: by criterion's times (wall, as the target), and of the CPU
+        ceiling (cores × 1000 / criterion CPU ms), which splits into two factors:
+        fps / CPU ceiling = (cores busy / cores) × (criterion CPU ms / mqimg CPU ms)."""
+        out = []
+        for s in self.a.sizes:
+            u = self._drain_row(s, "mqimg", "user") or {}
+            ref = self._drain_row(s, "reference") or {}
+            c = self.ceiling_of(s)
+            if not (u or ref or c):
+                continue
+            e = {"size": s, "decoder": self.decoder["backend"], "cores": NCPU,
+                 "reference_fps": ref.get("fps"), "reference_cpu_ms_per_frame": ref.get("cpu_ms_per_frame"),
+                 "reference_cores_busy": ref.get("cores_busy"),
+                 "mqimg_fps": u.get("fps"), "mqimg_cpu_ms_per_frame": u.get("cpu_ms_per_frame"),
+                 "mqimg_cpu_user_ms_per_frame": u.get("cpu_user_ms_per_frame"),
+                 "mqimg_cpu_sys_ms_per_frame": u.get("cpu_sys_ms_per_frame"), "mqimg_cores_busy": u.get("cores_busy"),
+                 "ceiling_id": None, "ceiling_this_run": None, "ceiling_ms": None, "ceiling_fps": None,
+                 "ceiling_cpu_ms": None, "ceiling_cpu_share": None, "ceiling_cpu_fps": None}
+            for group, key in (("frame/base64-to-rgb", "criterion_frame"), ("decode/jpeg-to-rgb", "criterion_decode")):
+                g = self.crit_group(s, group)
+                e[key + "_ms"] = round(g["ns_per_frame"] / 1e6, 3) if g else None
+                e[key + "_cpu_ms"] = g.get("cpu_ms_per_frame") if g else None
+                e[key + "_this_run"] = g["this_run"] if g else None
+            cpu, fps, busy = e["mqimg_cpu_ms_per_frame"], e["mqimg_fps"], e["mqimg_cores_busy"]
+            if busy is not None:
+                e["cores_busy_fraction"] = round(busy / NCPU, 3)
+            if c:
+                e.update(ceiling_id=c["id"], ceiling_this_run=c["this_run"], ceiling_ms=round(c["ns_per_frame"] / 1e6, 3),
+                         ceiling_fps=c["ceiling_fps"], ceiling_cpu_ms=c.get("cpu_ms_per_frame"),
+                         ceiling_cpu_share=c.get("cpu_share"))
+                if fps:
+                    e["mqimg_fraction_of_ceiling"] = round(fps / c["ceiling_fps"], 3)
+                if e["ceiling_cpu_ms"]:
+                    e["ceiling_cpu_fps"] = round(NCPU * 1000 / e["ceiling_cpu_ms"], 1)
+                    if fps:
+                        e["mqimg_fraction_of_cpu_ceiling"] = round(fps / e["ceiling_cpu_fps"], 3)
+                    if cpu:
+                        e["mqimg_minus_ceiling_cpu_ms"] = round(cpu - e["ceiling_cpu_ms"], 2)
+                        e["ceiling_cpu_ms_over_mqimg_cpu_ms"] = round(e["ceiling_cpu_ms"] / cpu, 3)
+            out.append(e)
+        return out
+
     # ---------------- targets
 
     def evaluate(self):
+        self.results["cpu_per_frame"] = self.cpu_per_frame()
         t = []
 
         def add(name, size, value, goal, ok, detail):
@@ -1324,8 +1547,10 @@ class Bench:
                 add("drain ≥ 3× reference (records on, frames stored)", s, None, 3.0, None, "not measured")
             if ufps and c:
                 x = ufps / c["ceiling_fps"]
-                add("drain ≥ 85 % of decode ceiling", s, round(x, 3), 0.85, x >= 0.85,
-                    f"{ufps} vs {c['ceiling_fps']} frames/s ({c['single_core_fps']} × {c['cores']} cores)")
+                add("drain ≥ 85 % of decode ceiling", s, round(x, 3), 0.85, x >= 0.85 if c["this_run"] else None,
+                    f"{ufps} vs {c['ceiling_fps']} frames/s ({c['single_core_fps']} × {c['cores']} cores, "
+                    f"`{c['id']}`" + (")" if c["this_run"] else
+                                      f", from an earlier criterion run {c['measured_at']}: not judged)"))
             else:
                 add("drain ≥ 85 % of decode ceiling", s, None, 0.85, None, "not measured")
             ofps = one.get("fps") if one else None
@@ -1382,41 +1607,105 @@ class Bench:
         for n in R["notices"]:
             L.append(f"NOTICE: {n}  ")
         L.append("")
+        stale = False
         if R["drain"]:
             L.append("### Drain: N base64 frames queued at QoS 1 while the consumer was offline; first → last record")
             L.append("")
-            L.append("| frame | consumer | config | frames | frames/s | MP/s | × ref | % ceiling | CPU s (window) | CPU % | "
-                     "CPU ms/frame | decode ms p50 | peak RSS MB | other CPU % | load 1m | notes |")
+            L.append("| frame | consumer | config | frames | frames/s | CPU ms/frame (user + sys) | MP/s | × ref | % ceiling | "
+                     "CPU s (window) | CPU % | decode ms p50 | peak RSS MB | other CPU % | load 1m | notes |")
             L.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
             for r in R["drain"]:
                 ref = self._drain_fps(r["size"], "reference")
                 c = R["ceiling"].get(r["size"])
                 xref = f"{r['fps'] / ref:.2f}" if r.get("fps") and ref and r["consumer"] == "mqimg" else "-"
-                xc = f"{100 * r['fps'] / c['ceiling_fps']:.0f} %" if r.get("fps") and c and r["consumer"] == "mqimg" else "-"
+                xc = "-"
+                if r.get("fps") and c and r["consumer"] == "mqimg":
+                    xc = f"{100 * r['fps'] / c['ceiling_fps']:.0f} %" + ("" if c["this_run"] else " †")
+                    stale = stale or not c["this_run"]
                 cfg = {"user": f"records + stored, {r.get('workers')} workers",
                        "records-only": f"records only, {r.get('workers')} workers",
                        "1-worker": "records + stored, 1 worker",
                        "no-verify": f"records + stored, verify_entropy = false, {r.get('workers')} workers",
                        }.get(r["variant"], "decode only (b64decode + cv2.imdecode)")
                 notes = "; ".join(str(r[k]) for k in ("error", "anomaly", "stall", "shutdown", "note") if r.get(k))
+                cpf = (f"{fmt(r.get('cpu_ms_per_frame'), 2)} ({fmt(r.get('cpu_user_ms_per_frame'), 2)} + "
+                       f"{fmt(r.get('cpu_sys_ms_per_frame'), 2)})" if r.get("cpu_ms_per_frame") is not None else "-")
                 L.append(f"| {r['size']} | {r['consumer']} | {cfg} | {r.get('records', '-')}/{r['frames']} | "
-                         f"{fmt(r.get('fps'))} | {fmt(r.get('mp_per_s'))} | {xref} | {xc} | {fmt(r.get('cpu_s_window'), 2)} | "
-                         f"{fmt(r.get('cpu_pct_window'), 0)} | {fmt(r.get('cpu_ms_per_frame'), 2)} | "
+                         f"{fmt(r.get('fps'))} | {cpf} | {fmt(r.get('mp_per_s'))} | {xref} | {xc} | "
+                         f"{fmt(r.get('cpu_s_window'), 2)} | {fmt(r.get('cpu_pct_window'), 0)} | "
                          f"{fmt(r.get('decode_ms_p50'), 2)} | {fmt(r.get('peak_rss_mb'), 0)} | "
                          f"{fmt(r.get('other_cpu_pct'), 0)} | {(r.get('loadavg') or ['-'])[0]} | {notes} |")
             L.append("")
+            L.append("CPU = the consumer process's user + system time (all threads) from its first to its last record "
+                     "(mqimg: /proc/PID/stat as the observer receives them; reference: its getrusage after the first "
+                     "and last frame), divided by the frames the rate counts (N − 1).")
+            L.append("")
+        dec = R.get("decoder") or {}
+        decname = (f"decode.backend = `{dec['backend']}` ({dec.get('set_by')})" if dec.get("backend")
+                   else "the build's only JPEG decoder (no decode.backend key)")
+        if dec.get("cargo_features"):
+            decname += f", cargo features `{dec['cargo_features']}`"
         if R["ceiling"]:
             L.append("### Decode ceiling (criterion, `cargo bench --bench decode`: one thread; ceiling = single-core rate × cores)")
             L.append("")
-            L.append("| frame | criterion group | single-core ms/frame | single-core frames/s | cores | ceiling frames/s | mqimg drain frames/s | mqimg / ceiling | measured |")
-            L.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
+            L.append(f"Decoder: {decname}.  ")
+            if R.get("ceiling_cmd"):
+                L.append(f"Command: `{R['ceiling_cmd']}`, load average {' '.join(R.get('ceiling_loadavg') or [])}.  ")
+            L.append("single-core ms/frame: criterion's estimate (wall time). CPU ms/frame: the bench process's user + "
+                     "system CPU over the benchmark's collection phase / its iterations; CPU share = that CPU / the "
+                     "phase's wall time (below 1: other processes took the core, and the wall times are inflated).")
+            L.append("")
+            L.append("| frame | criterion benchmark | single-core ms/frame | CPU ms/frame (CPU share) | single-core frames/s | "
+                     "cores | ceiling frames/s | mqimg drain frames/s | mqimg / ceiling | measured |")
+            L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
             for s, c0 in R["ceiling"].items():
                 u = self._drain_fps(s, "mqimg", "user")
                 for i, c in enumerate([c0] + c0.get("others", [])):
-                    ratio = f"{u / c['ceiling_fps']:.2f}" if u else "-"
-                    tag = " (used)" if i == 0 else ""
-                    L.append(f"| {s} | `{c['group']}`{tag} | {c['ns_per_frame'] / 1e6:.2f} | {c['single_core_fps']} | {c['cores']} | "
-                             f"{c['ceiling_fps']} | {fmt(u)} | {ratio} | {c['measured_at']} |")
+                    ratio = f"{u / c['ceiling_fps']:.2f}" + ("" if c["this_run"] else " †") if u else "-"
+                    stale = stale or not c["this_run"]
+                    tag = " (the ceiling)" if i == 0 else ""
+                    when = "this run" if c["this_run"] else f"{c['measured_at']} (earlier run) †"
+                    cpu_c = (f"{c['cpu_ms_per_frame']:.2f} ({c['cpu_share']:.2f})" if c.get("cpu_ms_per_frame") is not None
+                             else "-")
+                    L.append(f"| {s} | `{c['id']}`{tag} | {c['ns_per_frame'] / 1e6:.2f} | {cpu_c} | {c['single_core_fps']} | {c['cores']} | "
+                             f"{c['ceiling_fps']} | {fmt(u)} | {ratio} | {when} |")
+            L.append("")
+        cpf = [e for e in R.get("cpu_per_frame", []) if e.get("mqimg_cpu_ms_per_frame") or e.get("reference_cpu_ms_per_frame")]
+        if cpf:
+            L.append("### CPU per frame: the drain (user + system, first → last record) against the decode ceiling's "
+                     "CPU per frame")
+            L.append("")
+            L.append(f"Decoder: {decname}. Criterion: CPU ms per iteration of its collection phase in this run (one "
+                     "thread; its wall-time estimate in brackets, which is what the ceiling and the target use). "
+                     f"CPU ceiling = {NCPU} × 1000 / criterion CPU ms; mqimg / CPU ceiling = (cores busy / {NCPU}) × "
+                     "(criterion CPU ms / mqimg CPU ms): the first factor is the share of the cores mqimg kept busy "
+                     "(the rest idle or taken by other processes: the drain's other CPU %), the second the CPU it "
+                     "spends per frame beyond the worker's decode path.")
+            L.append("")
+            L.append("| frame | reference CPU ms/frame | mqimg CPU ms/frame (user + sys) | criterion `frame/base64-to-rgb` CPU ms (wall) | "
+                     "criterion `decode/jpeg-to-rgb` CPU ms (wall) | mqimg − ceiling CPU ms | mqimg cores busy | "
+                     f"mqimg / ceiling | mqimg / CPU ceiling | = cores busy / {NCPU} | × criterion CPU ms / mqimg CPU ms |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            for e in cpf:
+                mark = "" if e.get("ceiling_this_run") in (True, None) else " †"
+                fmark = "" if e.get("criterion_frame_this_run") in (True, None) else " †"
+                dmark = "" if e.get("criterion_decode_this_run") in (True, None) else " †"
+                stale = stale or bool(mark or fmark or dmark)
+                mq = (f"{fmt(e['mqimg_cpu_ms_per_frame'], 2)} ({fmt(e['mqimg_cpu_user_ms_per_frame'], 2)} + "
+                      f"{fmt(e['mqimg_cpu_sys_ms_per_frame'], 2)})" if e.get("mqimg_cpu_ms_per_frame") is not None else "-")
+                frac = e.get("mqimg_fraction_of_ceiling")
+                cfrac = e.get("mqimg_fraction_of_cpu_ceiling")
+                L.append(f"| {e['size']} | {fmt(e.get('reference_cpu_ms_per_frame'), 2)} | {mq} | "
+                         f"{fmt(e.get('criterion_frame_cpu_ms'), 2)} ({fmt(e.get('criterion_frame_ms'), 2)}){fmark} | "
+                         f"{fmt(e.get('criterion_decode_cpu_ms'), 2)} ({fmt(e.get('criterion_decode_ms'), 2)}){dmark} | "
+                         f"{fmt(e.get('mqimg_minus_ceiling_cpu_ms'), 2)} | {fmt(e.get('mqimg_cores_busy'), 2)} | "
+                         f"{(f'{100 * frac:.0f} %' + mark) if frac is not None else '-'} | "
+                         f"{f'{100 * cfrac:.0f} %' if cfrac is not None else '-'} | "
+                         f"{fmt(e.get('cores_busy_fraction'), 2)} | {fmt(e.get('ceiling_cpu_ms_over_mqimg_cpu_ms'), 2)} |")
+            L.append("")
+        if stale:
+            L.append("† the criterion estimate is from an earlier run (`--criterion read`, or the bench failed), not "
+                     "measured in this run: possibly another build or decoder.")
             L.append("")
         if R["live"]:
             L.append("### Live: JSON envelopes at a fixed rate (50 % of mqimg's drain rate); latency = record arrival − envelope ts")
@@ -1520,14 +1809,21 @@ def main():
     ap.add_argument("--scale", type=float, help="multiply the frame counts (2000/1000/600/200)")
     ap.add_argument("--only", help="comma list of sections: ceiling,drain,live,burst,viewers (default: all)")
     ap.add_argument("--all-variants", action="store_true", help="records-only and 1-worker rows at every size")
-    ap.add_argument("--mqimg", default=os.path.join(ROOT, "target", "release", "mqimg"))
+    ap.add_argument("--mqimg", default=os.path.join(TARGET, "release", "mqimg"))
     ap.add_argument("--ref-python", default=sys.executable, help="Python with paho-mqtt, numpy, cv2 for the reference")
     ap.add_argument("--mqimg-env", action="append", metavar="K=V",
                     help="extra environment for `mqimg run` (diagnosis, e.g. MALLOC_ARENA_MAX=2); repeatable")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--backend", help="decode.backend for the daemon (MQIMG__DECODE__BACKEND), e.g. zune or "
+                                      "libjpeg-turbo, and the decode ceiling from the criterion benchmarks "
+                                      "<group>/<backend>/<size>; only with a build that has the key and, for "
+                                      "libjpeg-turbo, the turbojpeg feature (BENCH_CARGO_FEATURES=turbojpeg)")
+    ap.add_argument("--cargo-features", default=os.environ.get("BENCH_CARGO_FEATURES") or None,
+                    help="cargo features of the criterion bench run, the same as the daemon's build "
+                         "(default: $BENCH_CARGO_FEATURES, which bench/run.sh also builds the daemon with)")
     ap.add_argument("--criterion", choices=("auto", "run", "read", "skip"), default="auto",
-                    help="decode ceiling: run `cargo bench --bench decode`, read existing estimates, or skip "
-                         "(auto: run it in a full run, read existing estimates with --quick)")
+                    help="decode ceiling: run `cargo bench --bench decode` in this run (auto, run), read "
+                         "existing estimates (marked as from an earlier run), or skip")
     ap.add_argument("--live-sizes", help="comma list (default: the drain sizes)")
     ap.add_argument("--live-load", type=float, default=0.5, help="live rate as a fraction of the drain rate")
     ap.add_argument("--live-rate", type=float, help="live rate when there is no drain row")

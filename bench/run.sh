@@ -3,11 +3,14 @@
 #
 #   bench/run.sh            # full run, ~10 min on 2 cores
 #   bench/run.sh --quick    # smoke run, ~2-3 min (plus the first build and venv)
+#   BENCH_CARGO_FEATURES=turbojpeg bench/run.sh --backend libjpeg-turbo   # the other decoder, same tables
 #   bench/run.sh --help     # every option of bench/e2e.py
 #
 # 1. checks mosquitto and /usr/bin/time (apt-get install -y mosquitto time);
-# 2. builds the daemon: cargo build --release, and the decode-ceiling criterion bench unless --quick
-#    (skip both with BENCH_NO_BUILD=1);
+# 2. builds the daemon: cargo build --release, and the decode-ceiling criterion bench (cargo bench --no-run),
+#    which e2e.py runs in the same run, unless --criterion read|skip or --only without ceiling; both with
+#    --features "$BENCH_CARGO_FEATURES" when set (e.g. BENCH_CARGO_FEATURES=turbojpeg for --backend
+#    libjpeg-turbo); skip building with BENCH_NO_BUILD=1;
 # 3. sets up the reference consumer (bench/reference/consumer.py): a venv in bench/.venv (BENCH_VENV
 #    overrides) with the pinned bench/reference/requirements.txt, created on first use and reinstalled
 #    when that file changes. BENCH_NO_INSTALL=1 installs nothing: the system python3 is used if it
@@ -35,19 +38,26 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 
-QUICK=0; CRIT=auto
+CRIT=auto; ONLY=""
 for a in "$@"; do
-  case "$a" in --quick) QUICK=1 ;; --criterion=*) CRIT="${a#--criterion=}" ;; esac
+  case "$a" in --criterion=*) CRIT="${a#--criterion=}" ;; --only=*) ONLY="${a#--only=}" ;; esac
 done
 prev=""
-for a in "$@"; do [ "$prev" = --criterion ] && CRIT="$a"; prev="$a"; done
+for a in "$@"; do
+  [ "$prev" = --criterion ] && CRIT="$a"
+  [ "$prev" = --only ] && ONLY="$a"
+  prev="$a"
+done
+FEATURES=()
+[ -n "${BENCH_CARGO_FEATURES:-}" ] && FEATURES=(--features "$BENCH_CARGO_FEATURES")
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-  echo "building: cargo build --release" >&2
-  cargo build --release >&2
-  # the decode-ceiling bench is compiled here, so its build time stays out of the measurements
-  if [ "$CRIT" = run ] || { [ "$CRIT" = auto ] && [ "$QUICK" = 0 ]; }; then
-    echo "building: cargo bench --bench decode --no-run" >&2
-    cargo bench --bench decode --no-run >&2
+  echo "building: cargo build --release${FEATURES[*]:+ ${FEATURES[*]}}" >&2
+  cargo build --release "${FEATURES[@]}" >&2
+  # the decode-ceiling bench (run by e2e.py, same features) is compiled here, so its build time stays out of
+  # the measurements
+  if { [ "$CRIT" = run ] || [ "$CRIT" = auto ]; } && { [ -z "$ONLY" ] || [[ ",$ONLY," == *,ceiling,* ]]; }; then
+    echo "building: cargo bench${FEATURES[*]:+ ${FEATURES[*]}} --bench decode --no-run" >&2
+    cargo bench "${FEATURES[@]}" --bench decode --no-run >&2
   fi
 fi
 

@@ -1,10 +1,12 @@
-//! The two JPEG backends compared by the CPU time of the decoding thread, not wall time, so that other
-//! work on the machine (builds, other benchmarks) inflates both alike instead of whichever ran while it
-//! was busy; and in alternating rounds, each backend with and without mqimg's entropy check. Prints a
-//! Markdown table of the median milliseconds per decode (JPEG bytes → RGB8: walk, decode, orientation).
+//! The two JPEG backends compared by CPU time (user + system, every thread of the process: the entropy
+//! check runs on a thread of its own beside the decoder) as well as wall time, so that other work on
+//! the machine (builds, other benchmarks) inflates both alike instead of whichever ran while it was
+//! busy; and in alternating rounds, each backend with and without mqimg's entropy check. Prints a
+//! Markdown table of the median milliseconds per decode (JPEG bytes → RGB8: walk, decode, check,
+//! orientation).
 //!
-//! `cargo bench --features turbojpeg --bench backends` (about a minute). Linux only: it reads the thread's
-//! run time from `/proc/thread-self/schedstat`.
+//! `cargo bench --features turbojpeg --bench backends` (about two minutes). Linux only: it reads the
+//! process's CPU time from `/proc/self/stat`.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -16,23 +18,29 @@ const FRAMES: [(&str, &str); 2] = [
     ("1920x1080", "frames/photo-1920x1080.jpg"),
 ];
 /// Rounds per frame; each round runs every configuration once.
-const ROUNDS: usize = 10;
-/// Decodes per configuration and round: enough that a kernel accounting run time by scheduler ticks
-/// (4 ms on the project's VM) still resolves 0.1 ms a decode.
-const BATCH: usize = 50;
+const ROUNDS: usize = 6;
+/// Decodes per configuration and round: CPU time comes in clock ticks (10 ms), so a batch of 1–2 s
+/// resolves 1 %.
+const BATCH: usize = 200;
+/// Clock ticks a second (`USER_HZ`, 100 on every Linux architecture Rust targets).
+const TICKS_PER_SECOND: f64 = 100.0;
 
 fn fixture(path: &str) -> Vec<u8> {
     let full = format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
 }
 
-/// Nanoseconds this thread has run on a CPU.
-fn thread_cpu_ns() -> u64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat (Linux)");
-    stat.split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("schedstat's first field")
+/// Milliseconds of CPU (user + system) this process has used, exited threads included.
+fn process_cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat (Linux)");
+    // Fields 14 and 15 (utime, stime), counted after the command name's closing parenthesis.
+    let after = &stat[stat.rfind(')').expect("a command name") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .map(|&i| fields[i].parse::<u64>().expect("a tick count"))
+        .sum();
+    ticks as f64 * 1e3 / TICKS_PER_SECOND
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -62,13 +70,13 @@ fn main() {
                     verify_entropy,
                     ..Limits::default()
                 };
-                let (c0, w0) = (thread_cpu_ns(), Instant::now());
+                let (c0, w0) = (process_cpu_ms(), Instant::now());
                 for _ in 0..BATCH {
                     black_box(decode(black_box(&bytes), &limits).expect("fixture decodes"));
                 }
                 // Round 0 warms caches and the per-thread decoder state.
                 if round > 0 {
-                    cpu[i].push((thread_cpu_ns() - c0) as f64 / 1e6 / BATCH as f64);
+                    cpu[i].push((process_cpu_ms() - c0) / BATCH as f64);
                     wall[i].push(w0.elapsed().as_secs_f64() * 1e3 / BATCH as f64);
                 }
             }

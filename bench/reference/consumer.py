@@ -14,9 +14,10 @@ buffer reuse, so it is the plain approach, not a tuned one.
 
 Stops after --count frames, after --timeout seconds in all, or --idle-timeout seconds after the last
 message. frames/s = (frames - 1) / (time of the last frame - time of the first frame), both taken
-after decoding. An exception in on_message (bad base64, empty payload, a header too large for
-OpenCV) is left to paho, as a plain script would: paho re-raises it and its network thread stops;
-the consumer then reports it and exits 3. --keep-going counts such frames instead.
+after decoding. CPU per frame = the process's user + system CPU (getrusage, every thread) between
+those two points / (frames - 1), i.e. over the frames the rate counts. An exception in on_message
+(bad base64, empty payload, a header too large for OpenCV) is left to paho, as a plain script would:
+paho re-raises it and its network thread stops; the consumer then reports it and exits 3. --keep-going counts such frames instead.
 
 Output: 'READY' on stdout (flushed) once subscribed (or once the broker confirms a persistent
 session), a human summary, then 'RESULT {json}'; the same JSON with --json-out FILE.
@@ -32,6 +33,7 @@ import argparse
 import base64
 import json
 import os
+import resource
 import sys
 import threading
 import time
@@ -48,7 +50,7 @@ def decode(payload, raw):
 
 
 class Meter:
-    """Frame counts and the first/last-frame clocks (perf_counter, wall time, process CPU)."""
+    """Frame counts and the first/last-frame clocks (perf_counter, wall time, process CPU user, system)."""
 
     def __init__(self):
         self.frames = 0  # messages handled, whatever the outcome
@@ -64,7 +66,8 @@ class Meter:
         self.error = None
 
     def tick(self):
-        clocks = (time.perf_counter(), time.time(), time.process_time())
+        ru = resource.getrusage(resource.RUSAGE_SELF)  # the whole process: every thread, user and system
+        clocks = (time.perf_counter(), time.time(), ru.ru_utime, ru.ru_stime)
         if self.first is None:
             self.first = clocks
         self.last = clocks
@@ -74,7 +77,11 @@ class Meter:
         counted = self.ok + self.none
         fps = (counted - 1) / window if window > 0 and counted > 1 else None
         mp = self.pixels / self.ok / 1e6 if self.ok else 0.0
-        cpu = 100.0 * (self.last[2] - self.first[2]) / window if window > 0 else None
+        # CPU between the first and the last tick: the work on frames 2..last, the frames fps counts
+        user = self.last[2] - self.first[2] if self.first else 0.0
+        system = self.last[3] - self.first[3] if self.first else 0.0
+        cpu = 100.0 * (user + system) / window if window > 0 else None
+        in_window = counted - 1 if counted > 1 else 0
         return {
             "topic": args.topic, "qos": args.qos, "raw": args.raw,
             "write_dir": args.write_dir, "record_topic": args.record_topic,
@@ -85,7 +92,11 @@ class Meter:
             "fps": round(fps, 2) if fps else None,
             "mp_per_s": round(fps * mp, 2) if fps else None,
             "payload_mb_per_s": round(self.payload_bytes / window / 1e6, 2) if window > 0 else None,
+            "frames_in_window": in_window,
             "cpu_pct_window": round(cpu, 1) if cpu is not None else None,
+            "cpu_user_s_window": round(user, 4),
+            "cpu_sys_s_window": round(system, 4),
+            "cpu_ms_per_frame": round(1000 * (user + system) / in_window, 3) if in_window else None,
             "wall_first": self.first[1] if self.first else None,
             "wall_last": self.last[1] if self.last else None,
         }
@@ -208,7 +219,7 @@ def main():
           f"exceptions {res['exceptions']}); stop: {stop}")
     if res["fps"]:
         print(f"{res['fps']} frames/s, {res['mp_per_s']} MP/s, {res['payload_mb_per_s']} MB/s payload, "
-              f"CPU {res['cpu_pct_window']} % over {res['window_s']} s")
+              f"CPU {res['cpu_pct_window']} % over {res['window_s']} s, {res['cpu_ms_per_frame']} ms/frame")
     if meter.error:
         print(f"on_message raised {meter.error}", file=sys.stderr)
     print("RESULT " + json.dumps(res), flush=True)

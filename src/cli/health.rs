@@ -157,11 +157,13 @@ pub fn probe(target: &Target, timeout: Duration) -> anyhow::Result<(u16, String)
         .token
         .as_ref()
         .map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
+    // One write: `write!` straight to the socket sends each piece on its own, and a server that
+    // answers the first piece and closes turns the next write into a broken pipe.
+    let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mqimg-health\r\n{auth}Connection: close\r\n\r\n",
         target.path, target.authority
-    )?;
+    );
+    stream.write_all(request.as_bytes())?;
     let mut response = Vec::new();
     let mut buf = [0u8; 4096];
     let mut limited = (&mut stream).take(MAX_RESPONSE_BYTES);
@@ -240,8 +242,15 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
-            let mut request = [0u8; 1024];
-            let _ = stream.read(&mut request);
+            // The whole request, as a real server reads it, before answering.
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
             let _ = stream.write_all(response.as_bytes());
         });
         format!("http://{addr}/readyz")

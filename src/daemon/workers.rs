@@ -21,7 +21,7 @@ use crate::daemon::sink::{self, Frames};
 use crate::frame::budget::MemoryBudget;
 use crate::frame::record::{Failure, Record, Stage};
 use crate::frame::topic;
-use crate::frame::{self, Options, encode};
+use crate::frame::{self, Options, decode, encode};
 use crate::ops::live;
 use crate::ops::metrics::Metrics;
 
@@ -345,6 +345,8 @@ impl Context {
                     warnings: r.warnings.clone(),
                 };
                 let record = Record::Success(Box::new(processed.record));
+                // The next frame on this worker decodes into these pixels' buffer.
+                decode::recycle(processed.decoded.rgb);
                 if stored.as_ref().is_some_and(|s| s.flushed) {
                     self.metrics.frames_flushed.inc();
                 }

@@ -3,9 +3,13 @@
 //! that any change of outcome (a decoder upgrade included) fails. Decoded files with a libjpeg-turbo
 //! reference must also stay within mean ≤ 2 and p99 ≤ 16 of it (issue 9).
 //!
-//! `MQIMG_BLESS=1 cargo test --lib conformance` rewrites the outcomes after a deliberate change;
+//! The public corpus (Pillow's test images, PngSuite) has its own manifest: see [`corpus`].
+//!
+//! `MQIMG_BLESS=1 cargo test --lib conformance` rewrites the outcomes (of both) after a deliberate change;
 //! review the diff of `expected.json`.
 #![expect(clippy::unwrap_used, reason = "tests")]
+
+mod corpus;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};

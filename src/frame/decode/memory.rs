@@ -32,10 +32,11 @@ pub(super) fn png(width: u32, height: u32, line_bytes: u64) -> u64 {
 /// A JPEG decoded by zune-jpeg straight into the RGB8 output (grey and two-component images into the
 /// same buffer, widened in place).
 ///
-/// Beside the output zune-jpeg keeps a copy of the input (the image crate reads it into a `Vec`) and,
-/// for progressive JPEGs and sequential ones whose first scan lacks a component, every component's
+/// Beside the output zune-jpeg keeps, for progressive JPEGs and sequential ones whose first scan lacks a component, every component's
 /// coefficients (`i16`, padded to whole MCUs) until the last scan; otherwise a few rows of MCUs per
-/// component.
+/// component. It reads the input in place; `input_bytes`, counted when the `image` crate's wrapper
+/// copied the input, stays in the estimate as a margin for the spare pixel buffers workers keep
+/// (`decode::recycle`).
 pub(super) fn jpeg(frame: &Frame, first_scan_components: usize, input_bytes: usize) -> u64 {
     let (width, height) = (u64::from(frame.width), u64::from(frame.height));
     let single = frame.components.len() == 1;
@@ -82,19 +83,20 @@ pub(super) fn jpeg(frame: &Frame, first_scan_components: usize, input_bytes: usi
 
 /// A JPEG decoded by libjpeg-turbo (the `turbojpeg` backend) into the output.
 ///
-/// libjpeg reads the input where it lies and keeps, like zune-jpeg, either every coefficient (`i16`,
-/// padded to whole MCUs: progressive and multi-scan sequential JPEGs) or a few rows of samples (bytes,
-/// fewer than [`jpeg`] counts as `i16`); so: [`jpeg`] without the input copy. A 4-component (CMYK)
-/// frame comes out as CMYK, 4 bytes a pixel, and is narrowed to RGB8 in place: one byte a pixel more.
+/// libjpeg, like zune-jpeg, reads the input in place and keeps either every coefficient (`i16`, padded
+/// to whole MCUs: progressive and multi-scan sequential JPEGs) or a few rows of samples (bytes, fewer
+/// than [`jpeg`] counts as `i16`), and its output comes from the same reused buffers; so: [`jpeg`],
+/// `input_bytes` included as the same margin. A 4-component (CMYK) frame comes out as CMYK, 4 bytes a
+/// pixel, and is narrowed to RGB8 in place: one byte a pixel more.
 /// Checked like the others against `mqimg decode`'s peak RSS less the process's own (issue 14): the 4K
 /// baseline, the progressive 720p and the CMYK 1024x768 fixtures peak 1.3–2.1 MiB under their estimates.
-pub(super) fn turbojpeg(frame: &Frame, first_scan_components: usize) -> u64 {
+pub(super) fn turbojpeg(frame: &Frame, first_scan_components: usize, input_bytes: usize) -> u64 {
     let cmyk = if frame.components.len() == 4 {
         u64::from(frame.width) * u64::from(frame.height)
     } else {
         0
     };
-    jpeg(frame, first_scan_components, 0) + cmyk
+    jpeg(frame, first_scan_components, input_bytes) + cmyk
 }
 
 /// Orientations 5 to 8 swap width and height: the rotation writes a second RGB8 buffer.

@@ -43,7 +43,8 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Rotate/flip by the EXIF orientation tag, as OpenCV's `IMREAD_COLOR` does.
     pub apply_orientation: bool,
-    /// Check the Huffman-coded data of sequential JPEGs for corruption (adds 15–20 % to a decode).
+    /// Check the Huffman-coded data of sequential JPEGs for corruption (15–20 % more CPU than the
+    /// decode, on a second thread beside it: no longer per frame when a core is free).
     pub verify_entropy: bool,
     /// The JPEG decoder.
     pub backend: Backend,
@@ -334,7 +335,7 @@ impl Inspected<'_> {
         let format = self.format();
         let orientation = self.orientation();
         let (rgb, warnings) = match self.source {
-            Source::Jpeg(jpeg) => jpeg.rgb(&self.limits)?,
+            Source::Jpeg(jpeg) => jpeg.pixels(&self.limits)?,
             Source::Png(png) => (png.pixels()?, Vec::new()),
         };
         let rgb = if self.limits.apply_orientation {
@@ -360,6 +361,37 @@ fn orient(rgb: image::RgbImage, orientation: Orientation) -> image::RgbImage {
     let mut image = DynamicImage::ImageRgb8(rgb);
     image.apply_orientation(orientation);
     image.into_rgb8()
+}
+
+thread_local! {
+    /// The pixel buffer of this thread's last frame, given back by [`recycle`].
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Spare buffers above this size are freed rather than kept: a worker holds at most this much
+/// outside `decode.max_memory_bytes` (a 1920x1080 RGB8 frame is 6.2 MB).
+const MAX_SPARE_BYTES: usize = 8 << 20;
+
+/// A buffer of `len` bytes, every one of which the caller is about to overwrite: the thread's spare
+/// one when it is big enough (no allocation, no page faults, no zeroing), else a new one.
+fn pixel_buffer(len: usize) -> Vec<u8> {
+    let mut spare = SPARE.take();
+    if spare.capacity() >= len {
+        // Old pixels stay in the part that is already initialised; only growth is zeroed.
+        spare.resize(len, 0);
+        spare
+    } else {
+        vec![0; len]
+    }
+}
+
+/// Gives a frame's pixels back for the next decode on this thread (see [`pixel_buffer`]); call it
+/// once the pixels are no longer needed. Buffers over 8 MiB are freed instead.
+pub fn recycle(rgb: image::RgbImage) {
+    let buf = rgb.into_raw();
+    if buf.capacity() <= MAX_SPARE_BYTES {
+        SPARE.set(buf);
+    }
 }
 
 /// At most this many warnings per frame; the rest are counted in a final entry.

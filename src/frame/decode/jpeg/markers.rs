@@ -3,6 +3,8 @@
 //! decoder runs), truncation anywhere, broken structure, and the restart and marker anomalies that
 //! become warnings; the entropy-coded data itself is left to [`entropy::check_scan`].
 
+use std::borrow::Cow;
+
 use super::entropy;
 use super::scans::Scans;
 use crate::frame::decode::limits::check_limits;
@@ -16,6 +18,24 @@ pub(super) struct Header<'a> {
     /// The TIFF structure of the first `Exif` APP1 segment (after `Exif\0\0`).
     pub exif: Option<&'a [u8]>,
     pub warnings: Vec<String>,
+    /// Offsets of the marker bytes of segments libjpeg ignores and zune-jpeg refuses, which the
+    /// decoder gets renamed to APP15 ([`Header::for_decoder`]).
+    pub ignored: Vec<usize>,
+}
+
+impl Header<'_> {
+    /// The bytes to decode: `b` itself, or a copy with the [`Header::ignored`] segments renamed to
+    /// APP15, which no decoder interprets (their lengths stay, so the structure does).
+    pub fn for_decoder<'b>(&self, b: &'b [u8]) -> Cow<'b, [u8]> {
+        if self.ignored.is_empty() {
+            return Cow::Borrowed(b);
+        }
+        let mut copy = b.to_vec();
+        for &m in &self.ignored {
+            copy[m] = APP15;
+        }
+        Cow::Owned(copy)
+    }
 }
 
 const SOI: u8 = 0xd8;
@@ -24,6 +44,10 @@ const SOS: u8 = 0xda;
 const DHT: u8 = 0xc4;
 const DRI: u8 = 0xdd;
 const APP1: u8 = 0xe1;
+const APP14: u8 = 0xee;
+const APP15: u8 = 0xef;
+/// An Adobe APP14 payload up to its colour transform: `Adobe`, version, flags0, flags1, transform.
+const ADOBE_LEN: usize = 12;
 
 /// The frame header (SOFn) facts the walk and the memory estimate use.
 #[derive(Debug)]
@@ -44,13 +68,9 @@ fn be16(b: &[u8], at: usize) -> u16 {
 }
 
 /// Walks `b` (which starts with `ff d8 ff`) segment by segment and through each scan's entropy-coded
-/// data to the end-of-image marker. Refuses unsupported codings and sizes over `limits` as soon as the
-/// frame header is read, before the scan data is looked at.
-pub(super) fn walk<'a>(b: &'a [u8], limits: &Limits) -> Result<Header<'a>, DecodeError> {
-    walk_with(b, limits, limits.verify_entropy)
-}
-
-/// [`walk`], with the entropy-coded data verified ([`entropy::check_scan`]) when `verify` is set.
+/// data to the end-of-image marker, verifying that data ([`entropy::check_scan`]) when `verify` is
+/// set. Refuses unsupported codings and sizes over `limits` as soon as the frame header is read,
+/// before the scan data is looked at.
 pub(super) fn walk_with<'a>(
     b: &'a [u8],
     limits: &Limits,
@@ -65,6 +85,7 @@ pub(super) fn walk_with<'a>(
     let mut warnings = Warnings::default();
     let mut frame: Option<Frame> = None;
     let mut exif = None;
+    let mut ignored = Vec::new();
     let mut restart_interval = 0;
     let mut tables = entropy::Specs::default();
     // Only the first scan found corrupt gets a warning.
@@ -119,6 +140,7 @@ pub(super) fn walk_with<'a>(
                     first_scan_components,
                     exif,
                     warnings: warnings.finish(),
+                    ignored,
                 });
             }
             SOI | 0xd0..=0xd7 | 0x01 => {
@@ -160,7 +182,11 @@ pub(super) fn walk_with<'a>(
                         detail: format!("second frame header ff{marker:02x}"),
                     });
                 }
-                frame = Some(frame_header(marker, at, payload, limits)?);
+                let header = frame_header(marker, at, payload, limits)?;
+                if let Some(warning) = narrow_chroma(&header, at) {
+                    warnings.push(|| warning);
+                }
+                frame = Some(header);
             }
             DHT => tables.define(payload),
             DRI => {
@@ -174,6 +200,19 @@ pub(super) fn walk_with<'a>(
             }
             APP1 if exif.is_none() && payload.starts_with(b"Exif\0\0") => {
                 exif = Some(&payload[6..]);
+            }
+            // zune-jpeg refuses the file ("Too short of a length for App14 segment"); libjpeg
+            // does not recognise the segment as Adobe's, skips it and decodes (Pillow's
+            // `truncated_app14.jpg`, issue 9 finding 4).
+            APP14 if payload.starts_with(b"Adobe") && payload.len() < ADOBE_LEN => {
+                warnings.push(|| {
+                    format!(
+                        "adobe segment (app14) at offset {at} declares {length} bytes, too short \
+                         for its colour transform ({}): ignored, as libjpeg does",
+                        ADOBE_LEN + 2
+                    )
+                });
+                ignored.push(m);
             }
             SOS => {
                 let Some(frame) = &frame else {
@@ -189,6 +228,7 @@ pub(super) fn walk_with<'a>(
                     &tables,
                     &mut warnings,
                 )?;
+                partial_scan_restarts(frame, payload, restart_interval, (scans + 1, at))?;
                 complete = end;
                 let scan = scan_data(b, end, &mut warnings).ok_or_else(|| {
                     truncated(
@@ -396,12 +436,72 @@ fn frame_header(
             "component {id} has sampling factors {h}x{v}, outside 1-4"
         )));
     }
+    // zune-jpeg refuses these itself, as "Horizontal sample is not a power of two(3)"; libjpeg
+    // decodes them. Refused here by name, before anything is allocated.
+    if let Some(&(id, h, v)) = components.iter().find(|c| !c.1.is_power_of_two()) {
+        return Err(DecodeError::Unsupported {
+            feature: format!("JPEG with horizontal sampling factor {h} (component {id}: {h}x{v})"),
+        });
+    }
     Ok(Frame {
         width,
         height,
         components,
         huffman_sequential: matches!(marker, 0xc0 | 0xc1),
         progressive: marker == 0xc2,
+    })
+}
+
+/// libjpeg(-turbo) upsamples chroma halved horizontally by replication when it is at most 2 samples
+/// wide, where zune-jpeg interpolates as everywhere: on images 2 to 4 pixels wide their colours
+/// differ by up to ~70 (Pillow's `app13.jpg`, 4x4 4:2:0: mean 34). Both are upsamplings of the
+/// right data, so a warning rather than a refusal. 1 pixel wide, both replicate.
+fn narrow_chroma(frame: &Frame, at: usize) -> Option<String> {
+    let h_max = frame.components.iter().map(|c| c.1).max()?;
+    let width = usize::from(frame.width);
+    let &(id, h, v) = frame.components.iter().find(|&&(_, h, _)| {
+        h * 2 == h_max && width > 1 && width * usize::from(h) <= 2 * usize::from(h_max)
+    })?;
+    let samples = match (width * usize::from(h)).div_ceil(usize::from(h_max)) {
+        1 => "1 sample".to_owned(),
+        n => format!("{n} samples"),
+    };
+    Some(format!(
+        "frame header at offset {at}: component {id} (sampling {h}x{v} of {h_max} horizontally) is \
+         {samples} wide in a {width}-pixel-wide image: zune-jpeg interpolates it where libjpeg \
+         replicates, so colours may differ from libjpeg's"
+    ))
+}
+
+/// Refuses a sequential scan of some but not all of a frame's components whose restart interval
+/// does not divide its MCUs (the last interval is short): valid, and libjpeg decodes it, but
+/// zune-jpeg 0.5.15 outputs garbage without an error (mean difference 12–72 from libjpeg-turbo in a
+/// cjpeg sweep of scan scripts and restart intervals; intervals that divide the MCUs, interleaved
+/// scans and one-component frames decode right).
+fn partial_scan_restarts(
+    frame: &Frame,
+    sos: &[u8],
+    restart_interval: usize,
+    (index, at): (usize, usize),
+) -> Result<(), DecodeError> {
+    let count = frame.components.len();
+    let in_scan = sos.first().map_or(0, |&n| usize::from(n));
+    if !frame.huffman_sequential || restart_interval == 0 || count < 2 || in_scan >= count {
+        return Ok(());
+    }
+    let Some((cols, rows)) = scan_grid(frame, sos) else {
+        return Ok(());
+    };
+    let mcus = cols * rows;
+    if mcus % restart_interval == 0 {
+        return Ok(());
+    }
+    Err(DecodeError::Unsupported {
+        feature: format!(
+            "sequential JPEG with a scan of {in_scan} of its {count} components whose restart \
+             interval leaves a short last interval (scan {index} at offset {at}: {mcus} mcus, \
+             restart interval {restart_interval}; zune-jpeg 0.5.15 decodes it to garbage)"
+        ),
     })
 }
 

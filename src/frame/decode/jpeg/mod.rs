@@ -1,23 +1,28 @@
-//! JPEG: the bytes are first walked marker by marker ([`markers::walk`], ~50 µs for a 1080p frame), then
-//! decoded by the `image` crate. The walk finds the frame header (size, coding, precision) so limits and
-//! unsupported codings are refused before the `image` crate sees the bytes, and it insists on the
-//! end-of-image marker, because the `image` crate decodes a truncated JPEG "successfully" into a
+//! JPEG: the bytes are first walked marker by marker ([`markers::walk_with`], ~50 µs for a 1080p frame), then
+//! decoded by zune-jpeg (the `image` crate's JPEG decoder, called directly). The walk finds the frame
+//! header (size, coding, precision) so limits and unsupported codings are refused before the decoder
+//! sees the bytes, and it insists on the end-of-image marker, because zune-jpeg decodes a truncated JPEG "successfully" into a
 //! half-grey frame.
 //!
 //! What is detected in damaged JPEGs:
 //! - refused: missing end-of-image marker (truncation anywhere, scan data included), segments running past
 //!   the end, impossible segment lengths, a scan before the frame header, a second frame header; scan
-//!   headers libjpeg refuses and the one coding zune-jpeg garbles ([`scans`]);
+//!   headers libjpeg refuses and the valid codings zune-jpeg 0.5.15 garbles (vertically subsampled,
+//!   one-MCU-wide or partially interleaved scans, more than two sequential scans, [`scans`]; a short
+//!   last restart interval in a scan of some of the components, `markers`); horizontal sampling
+//!   factor 3, which zune-jpeg cannot decode;
 //! - decoded with a [`Decoded::warnings`] entry: restart markers out of sequence or fewer/more than the
 //!   restart interval implies, markers that may not appear inside scan data, garbage between segments;
 //!   and in baseline and extended sequential (Huffman) scans and progressive DC first scans, corrupt
 //!   entropy-coded data ([`entropy`]: every Huffman symbol of every block is decoded, without
-//!   dequantisation or IDCT; it adds 15–20 % to a decode; `decode.verify_entropy` turns it off): a code not in its table, a DC category over 11, AC
+//!   dequantisation or IDCT; 15–20 % more CPU than the decode alone, on a thread of its own beside the decoder so a frame takes no longer when a core is free; `decode.verify_entropy` turns it off): a code not in its table, a DC category over 11, AC
 //!   coefficients past index 63, data ending (at a marker, e.g. a corrupt `ff d9`) before the last MCU,
 //!   more than a byte left over after the last MCU of a scan or restart interval. One warning per frame,
 //!   naming the MCU (and its row) and the byte offset where decoding went wrong
 //!   (`fixtures/bad/corrupt-entropy.jpg`: MCU 437 of 1200, row 11 of 30); scan parameters libjpeg
-//!   warns about ([`scans`]).
+//!   warns about ([`scans`]); an Adobe (APP14) segment too short for its colour transform (ignored,
+//!   as libjpeg does, where zune-jpeg refuses the file); chroma halved horizontally in images 2 to
+//!   4 pixels wide, which libjpeg replicates and zune-jpeg interpolates (colours differ).
 //!
 //! Not detected: damage that still decodes to valid symbols in the right number (a changed coefficient
 //! value; bytes whose codes fall back in step with as many blocks as before); about a third of single
@@ -38,14 +43,15 @@ mod tests;
 #[cfg(feature = "turbojpeg")]
 mod turbo;
 
-use std::io::Cursor;
-
-use image::codecs::jpeg::JpegDecoder;
+use image::error::{LimitError, LimitErrorKind};
 use image::metadata::Orientation;
-use image::{ColorType, ImageDecoder as _};
+use image::{ColorType, ImageError};
+use zune_core::bytestream::ZCursor;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
+use zune_jpeg::errors::DecodeErrors;
 
-use super::limits::{check_limits, image_limits};
-use super::{Backend, DecodeError, Format, Limits, memory};
+use super::{Backend, DecodeError, Format, Limits, memory, pixel_buffer};
 pub(super) use markers::Frame;
 
 /// A JPEG the marker walk accepted, not decoded yet.
@@ -57,9 +63,9 @@ pub(super) struct Jpeg<'a> {
 }
 
 /// Walks the markers (refusing sizes over `limits`, truncation and unsupported codings) and finds the
-/// EXIF orientation.
+/// EXIF orientation. The entropy-coded data is checked later, beside the decode ([`Jpeg::pixels`]).
 pub(super) fn inspect<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Jpeg<'a>, DecodeError> {
-    let header = markers::walk(bytes, limits)?;
+    let header = markers::walk_with(bytes, limits, false)?;
     // The same parse `ImageDecoder::orientation` does, on the APP1 segment the walk already found,
     // instead of having the decoder parse the headers once more.
     let orientation = header
@@ -84,62 +90,192 @@ impl Jpeg<'_> {
 
     /// The decode's peak memory, before orientation: see [`memory::jpeg`] and [`memory::turbojpeg`].
     pub fn memory_bytes(&self) -> u64 {
+        // The copy with segments renamed (`Header::for_decoder`) lives beside the decode.
+        let copies = if self.header.ignored.is_empty() { 1 } else { 2 };
         if self.backend == Backend::Turbo {
-            return memory::turbojpeg(&self.header.frame, self.header.first_scan_components);
+            return memory::turbojpeg(
+                &self.header.frame,
+                self.header.first_scan_components,
+                self.bytes.len() * copies,
+            );
         }
         memory::jpeg(
             &self.header.frame,
             self.header.first_scan_components,
-            self.bytes.len(),
+            self.bytes.len() * copies,
         )
     }
 
-    /// Decodes into RGB8 (not oriented yet) with the backend `limits` names; the walk's warnings
-    /// come along.
-    pub fn rgb(self, limits: &Limits) -> Result<(image::RgbImage, Vec<String>), DecodeError> {
-        match limits.backend {
-            Backend::Zune => self.pixels(limits),
-            #[cfg(feature = "turbojpeg")]
-            Backend::Turbo => turbo::pixels(self.bytes, self.header),
-            #[cfg(not(feature = "turbojpeg"))]
-            Backend::Turbo => Err(DecodeError::Unsupported {
+    /// Decodes into RGB8 (not oriented yet), with the walk's warnings.
+    ///
+    /// With [`Limits::verify_entropy`] the entropy check (a second walk, through every Huffman code)
+    /// runs on a thread of its own while the decoder runs: it adds no time to a frame when a core is
+    /// free (one decode worker, or fewer frames than cores), and the same CPU as before when none is.
+    /// Not zune-jpeg's strict mode instead: it stops on few of the faults the check finds (3.6 % of
+    /// the corruption corpus against 44.6 %, `examples/corruption.rs`). The decoder is the one
+    /// [`Limits::backend`] names; libjpeg-turbo's own warning joins the check's unless the check
+    /// found the same damage.
+    pub fn pixels(self, limits: &Limits) -> Result<(image::RgbImage, Vec<String>), DecodeError> {
+        let frame = &self.header.frame;
+        let checked = limits.verify_entropy && (frame.huffman_sequential || frame.progressive);
+        let (width, height) = self.size();
+        let bytes = self.header.for_decoder(self.bytes);
+        let decode = || decode_with(limits, &bytes, frame, width, height);
+        if !checked {
+            let (rgb, own) = decode()?;
+            return Ok((rgb, with_own_warning(self.header.warnings, own)));
+        }
+        let check = || markers::walk_with(self.bytes, limits, true).map(|h| h.warnings);
+        let (rgb, warnings) = if u64::from(width) * u64::from(height) < CHECK_BESIDE_PIXELS {
+            (decode(), check())
+        } else {
+            std::thread::scope(|s| {
+                let checking = std::thread::Builder::new()
+                    .name("mqimg-entropy".to_owned())
+                    .spawn_scoped(s, check);
+                let rgb = decode();
+                let warnings = match checking {
+                    Ok(thread) => thread
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    // No thread to be had (a process limit): check here, after the decode.
+                    Err(_) => check(),
+                };
+                (rgb, warnings)
+            })
+        };
+        let (rgb, own) = rgb?;
+        // The checking walk refuses nothing the first one accepted; its warnings include the first's.
+        let warnings = warnings.unwrap_or(self.header.warnings);
+        Ok((rgb, with_own_warning(warnings, own)))
+    }
+}
+
+/// The pixels from the decoder [`Limits::backend`] names, with the decoder's own warning (libjpeg's
+/// message; zune-jpeg gives none).
+fn decode_with(
+    limits: &Limits,
+    bytes: &[u8],
+    frame: &Frame,
+    width: u32,
+    height: u32,
+) -> Result<(image::RgbImage, Option<String>), DecodeError> {
+    match limits.backend {
+        Backend::Zune => Ok((decode_zune(bytes, limits, width, height)?, None)),
+        #[cfg(feature = "turbojpeg")]
+        Backend::Turbo => turbo::decode(bytes, frame),
+        #[cfg(not(feature = "turbojpeg"))]
+        Backend::Turbo => {
+            let _ = frame;
+            Err(DecodeError::Unsupported {
                 feature: "decoding with libjpeg-turbo in a build without the `turbojpeg` feature"
                     .to_owned(),
-            }),
+            })
         }
     }
+}
 
-    /// Decodes into RGB8 (not oriented yet); the walk's warnings come along.
-    pub fn pixels(self, limits: &Limits) -> Result<(image::RgbImage, Vec<String>), DecodeError> {
-        let err = DecodeError::from_image(Format::Jpeg);
-        let mut decoder = JpegDecoder::new(Cursor::new(self.bytes)).map_err(err)?;
-        let (width, height) = decoder.dimensions();
-        check_limits(width, height, limits)?;
-        let mut budget = image_limits(limits);
-        decoder.set_limits(budget.clone()).map_err(err)?;
-        let total = decoder.total_bytes();
-        budget.reserve(total).map_err(err)?;
-        let color = decoder.color_type();
-        let pixels = usize::try_from(u64::from(width) * u64::from(height)).map_err(|_| {
-            DecodeError::Unsupported {
-                feature: format!("a {width}x{height} image on this platform"),
-            }
-        })?;
-        let rgb_len = pixels * 3;
-        let total = usize::try_from(total).unwrap_or(usize::MAX);
-        // Grey and grey-alpha pixels are decoded into the RGB buffer itself and widened in place: no
-        // second full-size buffer.
-        let mut buf = vec![0u8; total.max(rgb_len)];
-        decoder.read_image(&mut buf[..total]).map_err(err)?;
-        widen_to_rgb8(&mut buf, color, pixels)?;
-        buf.truncate(rgb_len);
-        buf.shrink_to_fit();
-        let rgb = image::RgbImage::from_raw(width, height, buf).ok_or_else(|| {
-            DecodeError::Unsupported {
-                feature: format!("jpeg output of {rgb_len} bytes for {width}x{height}"),
-            }
-        })?;
-        Ok((rgb, self.header.warnings))
+/// `warnings` with the decoder's own (`own`) added, unless they already tell of it.
+#[cfg(feature = "turbojpeg")]
+fn with_own_warning(mut warnings: Vec<String>, own: Option<String>) -> Vec<String> {
+    if let Some(message) = own {
+        turbo::add_warning(&message, &mut warnings);
+    }
+    warnings
+}
+
+/// zune-jpeg has no warnings of its own.
+#[cfg(not(feature = "turbojpeg"))]
+fn with_own_warning(warnings: Vec<String>, _own: Option<String>) -> Vec<String> {
+    warnings
+}
+
+/// Below this many pixels the entropy check runs after the decode, on the same thread: starting a
+/// thread (~20 µs) would cost more than the check (~0.1 ms at 256x256) saves.
+const CHECK_BESIDE_PIXELS: u64 = 256 * 256;
+
+/// Decodes with zune-jpeg (called directly rather than through the `image` crate's wrapper, which
+/// copies the input and parses the headers twice) into a reused buffer ([`pixel_buffer`]).
+fn decode_zune(
+    bytes: &[u8],
+    limits: &Limits,
+    width: u32,
+    height: u32,
+) -> Result<image::RgbImage, DecodeError> {
+    let pixels = usize::try_from(u64::from(width) * u64::from(height)).map_err(|_| {
+        DecodeError::Unsupported {
+            feature: format!("a {width}x{height} image on this platform"),
+        }
+    })?;
+    let rgb_len = pixels * 3;
+    let options = DecoderOptions::default()
+        .set_strict_mode(false)
+        .set_max_width(limits.max_width as usize)
+        .set_max_height(limits.max_height as usize);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder.decode_headers().map_err(codec_error)?;
+    let input = decoder
+        .input_colorspace()
+        .ok_or_else(|| corrupt("no colour space after the headers"))?;
+    // zune-jpeg converts CMYK and YCCK to RGB itself; grey and grey-alpha are decoded into the start
+    // of the RGB buffer and widened in place: no second full-size buffer.
+    let (out, color) = match input {
+        ColorSpace::Luma => (ColorSpace::Luma, ColorType::L8),
+        ColorSpace::LumaA => (ColorSpace::LumaA, ColorType::La8),
+        ColorSpace::RGBA => (ColorSpace::RGBA, ColorType::Rgba8),
+        _ => (ColorSpace::RGB, ColorType::Rgb8),
+    };
+    decoder.set_options(decoder.options().jpeg_set_out_colorspace(out));
+    let total = decoder
+        .output_buffer_size()
+        .ok_or_else(|| corrupt("no output size after the headers"))?;
+    let mut buf = pixel_buffer(total.max(rgb_len));
+    decoder
+        .decode_into(&mut buf[..total])
+        .map_err(codec_error)?;
+    widen_to_rgb8(&mut buf, color, pixels)?;
+    buf.truncate(rgb_len);
+    image::RgbImage::from_raw(width, height, buf).ok_or_else(|| DecodeError::Unsupported {
+        feature: format!("jpeg output of {rgb_len} bytes for {width}x{height}"),
+    })
+}
+
+fn corrupt(cause: &str) -> DecodeError {
+    DecodeError::Corrupt {
+        format: Format::Jpeg,
+        cause: cause.to_owned(),
+    }
+}
+
+/// zune-jpeg's error as a [`DecodeError`], as the `image` crate's wrapper would have made it.
+fn codec_error(error: DecodeErrors) -> DecodeError {
+    match error {
+        DecodeErrors::Unsupported(scheme) => DecodeError::Unsupported {
+            feature: format!("{scheme:?}"),
+        },
+        DecodeErrors::LargeDimensions(_) => DecodeError::CodecLimit {
+            format: Format::Jpeg,
+            cause: ImageError::Limits(LimitError::from_kind(LimitErrorKind::DimensionError)),
+        },
+        other => corrupt(&zune_message(&other)),
+    }
+}
+
+/// zune-jpeg's message for `error` in our style: no quotes, lower-case first word, no trailing period.
+fn zune_message(error: &DecodeErrors) -> String {
+    let text = format!("{error:?}");
+    let text = text
+        .trim()
+        .trim_matches('"')
+        .trim_end_matches('.')
+        .replace('\n', " ");
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if first.is_uppercase() && !second.is_uppercase() => first
+            .to_lowercase()
+            .chain(text[first.len_utf8()..].chars())
+            .collect(),
+        _ => text,
     }
 }
 

@@ -37,6 +37,16 @@ fn twelve_bit_precision_is_refused_by_name() {
 }
 
 #[test]
+fn horizontal_sampling_factor_three_is_refused_by_name() {
+    let e = err(&fixture("conformance/sampling-3x1-64x64.jpg"));
+    assert_eq!(
+        e.to_string(),
+        "JPEG with horizontal sampling factor 3 (component 1: 3x1) is not supported"
+    );
+    assert!(!e.is_limit());
+}
+
+#[test]
 fn lossless_and_hierarchical_codings_are_refused_by_name() {
     let mut bytes = fixture("seed/seed-frame.jpg");
     let sof = marker_offset(&bytes, 0xc0);
@@ -543,4 +553,68 @@ fn stray_bytes_after_a_progressive_dc_scan_get_a_warning() {
             && warning.contains("before marker ffc4"),
         "{warning}"
     );
+}
+
+#[test]
+fn chroma_two_samples_wide_gets_a_warning_that_libjpeg_upsamples_it_otherwise() {
+    // 4x4, 4:2:0: its chroma is 2 samples wide.
+    let narrow = fixture("conformance/corpus/pillow/app13.jpg");
+    let warnings = ok(&narrow).warnings;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("frame header at offset 166: component 2 (sampling 1x1 of 2 horizontally) is 2 samples wide in a 4-pixel-wide image"),
+        "{warnings:?}"
+    );
+    // The same scan data, declared 5 and 1 pixels wide: 3 chroma samples, or 1; both decoders agree.
+    for width in [5, 1] {
+        let mut bytes = narrow.clone();
+        let width_at = marker_offset(&bytes, 0xc0) + 7;
+        bytes[width_at..width_at + 2].copy_from_slice(&[0, width]);
+        assert_eq!(ok(&bytes).warnings, Vec::<String>::new(), "width {width}");
+    }
+}
+
+#[test]
+fn a_too_short_adobe_segment_is_ignored_with_a_warning_as_libjpeg_does() {
+    let original = fixture("frames/photo-640x480.jpg");
+    // After SOI: an APP14 "Adobe" segment of 13 bytes, one short of its colour transform byte.
+    let mut bytes = original[..2].to_vec();
+    bytes.extend_from_slice(b"\xff\xee\x00\x0dAdobe\x00\x64\x40\x00\x00\x00");
+    bytes.extend_from_slice(&original[2..]);
+    let decoded = ok(&bytes);
+    assert_eq!(
+        decoded.warnings,
+        [
+            "adobe segment (app14) at offset 2 declares 13 bytes, too short for its colour \
+          transform (14): ignored, as libjpeg does"
+        ]
+    );
+    assert_eq!(decoded.rgb, ok(&original).rgb);
+    // Pillow's: the same, then the transform byte left over between segments.
+    let decoded = ok(&fixture("conformance/corpus/pillow/truncated_app14.jpg"));
+    assert_eq!(decoded.warnings.len(), 2, "{:?}", decoded.warnings);
+    assert!(decoded.warnings[1].starts_with("1 extraneous bytes at offset 21834"));
+}
+
+/// A Y scan then a CbCr scan, 64 MCUs each: zune-jpeg 0.5.15 decoded the restart interval of 5
+/// silently off libjpeg-turbo (mean 2.9, p99 16; mean 5.2, p99 67 with a scan per component); 4
+/// divides the MCUs and decodes right.
+#[test]
+fn a_short_last_restart_interval_in_a_partial_scan_is_refused() {
+    let e = err(&fixture(
+        "conformance/noninterleaved-444-restart5-64x64.jpg",
+    ));
+    assert!(matches!(e, DecodeError::Unsupported { .. }), "{e:?}");
+    assert!(
+        e.to_string().starts_with(
+            "sequential JPEG with a scan of 1 of its 3 components whose restart interval leaves a \
+             short last interval (scan 1 at offset "
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("64 mcus, restart interval 5"), "{e}");
+    let decoded = ok(&fixture(
+        "conformance/noninterleaved-444-restart4-64x64.jpg",
+    ));
+    assert!(decoded.warnings.is_empty(), "{:?}", decoded.warnings);
 }

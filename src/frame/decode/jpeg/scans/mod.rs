@@ -3,9 +3,12 @@
 //! about gets a [`Decoded::warnings`](crate::frame::decode::Decoded::warnings) entry, because zune-jpeg
 //! decodes all of it without a word, into pixels far from libjpeg's.
 //!
-//! Also refuses the one valid coding zune-jpeg 0.5.15 decodes to garbage: sequential frames with
+//! Also refuses valid codings zune-jpeg 0.5.15 decodes to garbage: sequential frames with
 //! vertically subsampled components coded in separate scans (zune-image issue #419, fixed upstream
-//! only in a pre-release that cannot be used next to the `image` crate's requirement).
+//! only in a pre-release that cannot be used next to the `image` crate's requirement), or one MCU
+//! wide and more than one high, or in more than two scans, and sequential scans that interleave
+//! some but not all components when their sampling differs (`fixtures/conformance/sweep.py` found
+//! them; some of these refusals are conservative, see [`Scans::finish`]).
 
 use crate::frame::decode::{DecodeError, Warnings};
 
@@ -21,6 +24,8 @@ pub(super) struct Scans {
     progression_warned: bool,
     /// The fewest components one scan covered.
     fewest_components: usize,
+    /// Scans seen.
+    count: usize,
 }
 
 /// The parsed SOS payload: (component id, table selectors) per component, then Ss, Se, Ah, Al.
@@ -38,6 +43,7 @@ impl Scans {
             progression: vec![[-1; 64]; frame.components.len()],
             progression_warned: false,
             fewest_components: usize::MAX,
+            count: 0,
         }
     }
 
@@ -60,6 +66,7 @@ impl Scans {
         let Header { ss, se, ah, al, .. } = header;
         let count = header.selectors.len() / 2;
         self.fewest_components = self.fewest_components.min(count);
+        self.count += 1;
         let mut positions = Vec::with_capacity(count);
         for pair in header.selectors.chunks_exact(2) {
             let (id, tables) = (pair[0], pair[1]);
@@ -87,6 +94,9 @@ impl Scans {
                     )));
                 }
             }
+        }
+        if frame.huffman_sequential {
+            partial_mixed_scan(frame, &positions, (index, at))?;
         }
         if frame.progressive {
             if let Some(why) = illegal_progression(&header, count) {
@@ -161,17 +171,35 @@ impl Scans {
         }
     }
 
-    /// Refuses, once all scans are seen, the coding zune-jpeg garbles (see the module doc).
+    /// Refuses, once all scans are seen, the codings zune-jpeg garbles (see the module doc).
     pub(super) fn finish(&self, frame: &Frame) -> Result<(), DecodeError> {
         let count = frame.components.len();
+        if !frame.huffman_sequential || count < 2 || self.fewest_components >= count {
+            return Ok(());
+        }
         let vertical = frame.components.iter().any(|c| c.2 > 1);
-        if frame.huffman_sequential && count > 1 && vertical && self.fewest_components < count {
-            let sampling = frame
-                .components
-                .iter()
-                .map(|&(_, h, v)| format!("{h}x{v}"))
-                .collect::<Vec<_>>()
-                .join(",");
+        let sampling = frame
+            .components
+            .iter()
+            .map(|&(_, h, v)| format!("{h}x{v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        // One MCU wide, more than one high: garbage in a cjpeg sweep of scan scripts and sizes
+        // (mean difference up to ~40, e.g. 21x36 4:1:1 in a scan per component), whatever the
+        // sampling; wider images and one MCU row decode right.
+        let h_max = frame.components.iter().map(|c| c.1).max().unwrap_or(1);
+        let v_max = frame.components.iter().map(|c| c.2).max().unwrap_or(1);
+        let (width, height) = (frame.width, frame.height);
+        if !vertical && width <= 8 * u16::from(h_max) && height > 8 * u16::from(v_max) {
+            return Err(DecodeError::Unsupported {
+                feature: format!(
+                    "non-interleaved JPEG one MCU wide ({width}x{height}, sampling {sampling}, a \
+                     scan of {} of the {count} components; zune-jpeg 0.5.15 decodes it to garbage)",
+                    self.fewest_components
+                ),
+            });
+        }
+        if vertical {
             return Err(DecodeError::Unsupported {
                 feature: format!(
                     "non-interleaved JPEG with vertically subsampled chroma (sampling {sampling}, \
@@ -181,8 +209,57 @@ impl Scans {
                 ),
             });
         }
+        // A scan between the first and the last (Y, Cb, Cr each in its own scan): zune-jpeg
+        // loses the last MCU row of that scan (its component ~115 off there) in most files of a
+        // cjpeg sweep, and more the more compressed: 13 of 20 4:4:4 crops at quality 30, some at
+        // 75. Two scans (Y then CbCr) decode right.
+        if self.count > 2 {
+            return Err(DecodeError::Unsupported {
+                feature: format!(
+                    "sequential JPEG in {} scans (sampling {sampling}; zune-jpeg 0.5.15 garbles \
+                     the last rows of a scan between the first and the last)",
+                    self.count
+                ),
+            });
+        }
         Ok(())
     }
+}
+
+/// Refuses a sequential scan that interleaves some but not all components when their sampling
+/// factors differ (4:2:2 coded as Y+Cb then Cr): valid, and libjpeg decodes it, but zune-jpeg 0.5.15
+/// outputs garbage without an error (mean difference 83–115 from libjpeg-turbo, found by a cjpeg
+/// sweep over scan scripts; a scan of one component, or of all, decodes right).
+fn partial_mixed_scan(
+    frame: &Frame,
+    positions: &[usize],
+    (index, at): (usize, usize),
+) -> Result<(), DecodeError> {
+    let components = positions
+        .iter()
+        .filter_map(|&p| frame.components.get(p))
+        .collect::<Vec<_>>();
+    let Some(&&(_, h, v)) = components.first() else {
+        return Ok(());
+    };
+    let mixed = components.iter().any(|c| (c.1, c.2) != (h, v));
+    if positions.len() < 2 || positions.len() >= frame.components.len() || !mixed {
+        return Ok(());
+    }
+    let listed = components
+        .iter()
+        .map(|&&(id, h, v)| format!("{id} {h}x{v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(DecodeError::Unsupported {
+        feature: format!(
+            "sequential JPEG with a scan interleaving {} of its {} components, sampled \
+             differently (scan {index} at offset {at}: components {listed}; zune-jpeg 0.5.15 \
+             decodes it to garbage)",
+            positions.len(),
+            frame.components.len()
+        ),
+    })
 }
 
 fn parse(sos: &[u8]) -> Option<Header<'_>> {

@@ -64,7 +64,10 @@ fn non_interleaved_jpegs_with_vertically_subsampled_chroma_are_refused() {
 
 #[test]
 fn non_interleaved_jpegs_without_vertical_subsampling_decode_like_libjpeg() {
-    for name in ["noninterleaved-422-64x64", "noninterleaved-444-64x64"] {
+    for name in [
+        "noninterleaved-422-y-then-cbcr-64x64",
+        "noninterleaved-444-64x64",
+    ] {
         let decoded = ok(&fixture(&format!("conformance/{name}.jpg")));
         assert!(
             decoded.warnings.is_empty(),
@@ -186,5 +189,49 @@ fn a_scan_naming_a_component_the_frame_lacks_is_refused() {
             "malformed jpeg at offset {at}: scan 1 names component 9, which the frame header \
              does not declare"
         )
+    );
+}
+
+/// 4:2:2 coded as a Y+Cb scan then a Cr scan: zune-jpeg 0.5.15 decoded it silently to garbage
+/// (mean difference 75.7 from libjpeg-turbo); as a Y scan then a CbCr scan it decodes right.
+#[test]
+fn a_scan_interleaving_some_differently_sampled_components_is_refused() {
+    let e = err(&fixture("conformance/partial-interleave-422-64x64.jpg"));
+    assert!(matches!(e, DecodeError::Unsupported { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "sequential JPEG with a scan interleaving 2 of its 3 components, sampled differently \
+         (scan 1 at offset 609: components 1 2x1, 2 1x1; zune-jpeg 0.5.15 decodes it to garbage) \
+         is not supported"
+    );
+    let name = "noninterleaved-422-y-then-cbcr-64x64";
+    let decoded = ok(&fixture(&format!("conformance/{name}.jpg")));
+    let (mean, p99) = against_reference(&decoded, &format!("conformance/{name}.djpeg.ppm"));
+    assert!(mean <= 0.1 && p99 <= 2, "{name}: mean {mean} p99 {p99}");
+}
+
+/// One MCU wide and several high, a scan per component: zune-jpeg 0.5.15 decoded it silently to
+/// garbage (mean difference 16.5, p99 120 from libjpeg-turbo).
+#[test]
+fn a_non_interleaved_jpeg_one_mcu_wide_is_refused() {
+    let e = err(&fixture("conformance/noninterleaved-411-21x36.jpg"));
+    assert!(matches!(e, DecodeError::Unsupported { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "non-interleaved JPEG one MCU wide (21x36, sampling 4x1,1x1,1x1, a scan of 1 of the 3 \
+         components; zune-jpeg 0.5.15 decodes it to garbage) is not supported"
+    );
+}
+
+/// Y, Cb and Cr each in its own scan: zune-jpeg 0.5.15 loses the last MCU row of the middle scan in
+/// most such files (this one, at quality 90, happens to come out right: the refusal is conservative).
+#[test]
+fn a_sequential_jpeg_in_more_than_two_scans_is_refused() {
+    let e = err(&fixture("conformance/noninterleaved-422-64x64.jpg"));
+    assert!(matches!(e, DecodeError::Unsupported { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "sequential JPEG in 3 scans (sampling 2x1,1x1,1x1; zune-jpeg 0.5.15 garbles the last rows \
+         of a scan between the first and the last) is not supported"
     );
 }
