@@ -215,16 +215,24 @@ fn tidy(cause: &ImageError) -> String {
         }
         e => e.to_string(),
     };
-    let text = text.trim().trim_end_matches('.').replace('\n', " ");
-    let text = text.as_str();
+    in_our_style(&text)
+}
+
+/// A codec's message in our style: one line, no quotes, no trailing period, and a capitalised first
+/// word in lower case ("Bad Huffman code" → "bad Huffman code", but "DHT …" stays).
+fn in_our_style(text: &str) -> String {
+    let text = text
+        .trim()
+        .trim_matches('"')
+        .trim_end_matches('.')
+        .replace('\n', " ");
     let mut chars = text.chars();
     match (chars.next(), chars.next()) {
-        // "Bad Huffman code" → "bad Huffman code", but leave "DHT …" alone.
         (Some(first), Some(second)) if first.is_uppercase() && !second.is_uppercase() => first
             .to_lowercase()
             .chain(text[first.len_utf8()..].chars())
             .collect(),
-        _ => text.to_owned(),
+        _ => text,
     }
 }
 

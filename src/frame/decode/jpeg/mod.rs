@@ -51,7 +51,7 @@ use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 use zune_jpeg::errors::DecodeErrors;
 
-use super::{Backend, DecodeError, Format, Limits, memory, pixel_buffer};
+use super::{Backend, DecodeError, Format, Limits, in_our_style, memory, pixel_buffer};
 pub(super) use markers::Frame;
 
 /// A JPEG the marker walk accepted, not decoded yet.
@@ -261,22 +261,9 @@ fn codec_error(error: DecodeErrors) -> DecodeError {
     }
 }
 
-/// zune-jpeg's message for `error` in our style: no quotes, lower-case first word, no trailing period.
+/// zune-jpeg's message for `error` ([`in_our_style`]).
 fn zune_message(error: &DecodeErrors) -> String {
-    let text = format!("{error:?}");
-    let text = text
-        .trim()
-        .trim_matches('"')
-        .trim_end_matches('.')
-        .replace('\n', " ");
-    let mut chars = text.chars();
-    match (chars.next(), chars.next()) {
-        (Some(first), Some(second)) if first.is_uppercase() && !second.is_uppercase() => first
-            .to_lowercase()
-            .chain(text[first.len_utf8()..].chars())
-            .collect(),
-        _ => text,
-    }
+    in_our_style(&format!("{error:?}"))
 }
 
 /// Turns `pixels` pixels of `color` at the start of `buf` into RGB8 in place, as
