@@ -15,7 +15,13 @@
 #   RUNTIME_IMAGE  the Debian-based image the binary runs in (the final stage runs apt-get and useradd)
 #   BINARY         `compile` (default): cargo build --release inside BUILD_IMAGE;
 #                  `prebuilt`: copy target/release/mqimg, built on the host beforehand with
-#                  `cargo build --release --locked` (a Debian 12 / glibc 2.36 host); BUILD_IMAGE is not used
+#                  `cargo build --release --locked --features turbojpeg` (a Debian 12 / glibc 2.36 host);
+#                  BUILD_IMAGE is not used
+#   FEATURES       cargo features of the binary: `turbojpeg` (default: libjpeg-turbo, built from source
+#                  with cmake and nasm, decodes the JPEGs); empty for the pure-Rust build
+#   DECODE_BACKEND decode.backend the image runs with: `libjpeg-turbo` (default; needs FEATURES=turbojpeg)
+#                  or `zune`. Measured (README, JPEG backends): libjpeg-turbo drains 1080p frames 19 % and
+#                  720p 11 % faster on 2 cores, and its own warnings add detection in progressive scans.
 # Behind a TLS-intercepting proxy, give cargo its CA certificates (PEM) for the compile stage only:
 #   docker build --secret id=extra_ca,src=proxy-ca.pem -t mqimg .
 # They are read from a secret mount, never written to a layer, and the final image does not carry them.
@@ -23,8 +29,18 @@
 ARG BUILD_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 ARG BINARY=compile
+ARG FEATURES=turbojpeg
+ARG DECODE_BACKEND=libjpeg-turbo
 
 FROM ${BUILD_IMAGE} AS binary-compile
+ARG FEATURES
+# libjpeg-turbo's build (turbojpeg-sys): cmake, make and nasm, when the feature is asked for.
+RUN set -eu; \
+    if [ -n "$FEATURES" ]; then \
+        apt-get update; \
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends cmake make nasm; \
+        rm -rf /var/lib/apt/lists/*; \
+    fi
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY benches ./benches
@@ -43,7 +59,8 @@ RUN --mount=type=secret,id=extra_ca \
         cat /etc/ssl/certs/ca-certificates.crt /run/secrets/extra_ca > /run/ca/bundle.pem; \
         export CARGO_HTTP_CAINFO=/run/ca/bundle.pem; \
     fi; \
-    CARGO_PROFILE_RELEASE_STRIP=debuginfo cargo build --release --locked --bin mqimg; \
+    CARGO_PROFILE_RELEASE_STRIP=debuginfo cargo build --release --locked --bin mqimg \
+        ${FEATURES:+--features "$FEATURES"}; \
     cp target/release/mqimg /mqimg
 
 FROM scratch AS binary-prebuilt
@@ -52,6 +69,7 @@ COPY target/release/mqimg /mqimg
 FROM binary-${BINARY} AS binary
 
 FROM ${RUNTIME_IMAGE}
+ARG DECODE_BACKEND
 # ca-certificates: the system roots, for brokers behind TLS with a public certificate.
 RUN set -eu; \
     apt-get update; \
@@ -64,7 +82,8 @@ RUN set -eu; \
 COPY --from=binary /mqimg /usr/local/bin/mqimg
 COPY config/mqimg.toml /etc/mqimg/mqimg.toml
 ENV MQIMG__OUTPUT__DIR=/frames \
-    MQIMG__HTTP__LISTEN=0.0.0.0:9464
+    MQIMG__HTTP__LISTEN=0.0.0.0:9464 \
+    MQIMG__DECODE__BACKEND=${DECODE_BACKEND}
 USER 10001:10001
 VOLUME ["/frames"]
 EXPOSE 9464

@@ -13,7 +13,7 @@
 #      health, a clean `stop` (exit 0), and tears everything down.
 # Prints one line per step and ends with `deploy: passed in …` (or `deploy: FAILED …`, exit 1).
 #
-# Environment: MQIMG_DEPLOY_BINARY=prebuilt builds the image from the host's `cargo build --release`
+# Environment: MQIMG_DEPLOY_BINARY=prebuilt builds the image from the host's `cargo build --release --features turbojpeg`
 # (in target/) instead of compiling in the build stage, whose crates and compiled dependencies stay in
 # BuildKit's cache between runs. MQIMG_DEPLOY_KEEP=1 leaves the stack (and a dockerd started here) up
 # for a look, and prints the command that tears it down.
@@ -260,8 +260,8 @@ have_or_pull "$runtime_image" || stand_in_runtime
 have_or_pull "$mosquitto_image" || stand_in_mosquitto
 build_args=()
 if [ "$binary_mode" = prebuilt ]; then
-  say "MQIMG_DEPLOY_BINARY=prebuilt: cargo build --release on the host, copied into the image"
-  cargo build --release --locked --bin mqimg >"$work/cargo.log" 2>&1 || {
+  say "MQIMG_DEPLOY_BINARY=prebuilt: cargo build --release --features turbojpeg on the host, copied into the image"
+  cargo build --release --locked --bin mqimg --features turbojpeg >"$work/cargo.log" 2>&1 || {
     tail -30 "$work/cargo.log"
     fail "cargo build --release failed"
   }
@@ -377,6 +377,9 @@ say "frames volume ${project}_frames holds $path (same sha256, uid 10001)"
 code=$(docker inspect --format '{{.State.ExitCode}}' "$cid")
 logs=$(docker logs "$cid" 2>&1)
 [ "$code" = 0 ] || fail "mqimg exited with $code after stop: $(tail -5 <<<"$logs")"
+# The image decodes JPEGs with libjpeg-turbo (Dockerfile: FEATURES, DECODE_BACKEND).
+grep -q 'jpeg_decoder=libjpeg-turbo' <<<"$logs" ||
+  fail "mqimg in the image does not decode with libjpeg-turbo: $(grep -m1 'mqimg starting' <<<"$logs")"
 { grep -q 'message="shutdown requested"' <<<"$logs" && grep -q 'message=stopped' <<<"$logs"; } ||
   fail "no 'shutdown requested' / 'stopped' lines in mqimg's logs: $(tail -5 <<<"$logs")"
 say "${compose_cli[*]} stop: mqimg exited 0 ($(grep -o 'message=stopped.*' <<<"$logs" | tail -1))"

@@ -109,6 +109,7 @@ impl App {
             sync = s.output.sync.as_str(),
             retention = if s.retention.is_on() && s.output.dir.is_some() { "on" } else { "off" },
             workers = s.decode.worker_count(),
+            jpeg_decoder = s.decode.backend.name(),
             http,
             "mqimg starting"
         );

@@ -1,8 +1,8 @@
-//! JPEG: the bytes are first walked marker by marker ([`markers::walk_with`], ~50 µs for a 1080p frame), then
-//! decoded by zune-jpeg (the `image` crate's JPEG decoder, called directly). The walk finds the frame
-//! header (size, coding, precision) so limits and unsupported codings are refused before the decoder
-//! sees the bytes, and it insists on the end-of-image marker, because zune-jpeg decodes a truncated JPEG "successfully" into a
-//! half-grey frame.
+//! JPEG: the bytes are first walked marker by marker ([`markers::walk_with`], ~50 µs for a 1080p
+//! frame), then decoded by zune-jpeg (the `image` crate's JPEG decoder, called directly). The walk
+//! finds the frame header (size, coding, precision) so limits and unsupported codings are refused
+//! before the decoder sees the bytes, and it insists on the end-of-image marker, because zune-jpeg
+//! decodes a truncated JPEG "successfully" into a half-grey frame.
 //!
 //! What is detected in damaged JPEGs:
 //! - refused: missing end-of-image marker (truncation anywhere, scan data included), segments running past
@@ -15,9 +15,11 @@
 //!   restart interval implies, markers that may not appear inside scan data, garbage between segments;
 //!   and in baseline and extended sequential (Huffman) scans and progressive DC first scans, corrupt
 //!   entropy-coded data ([`entropy`]: every Huffman symbol of every block is decoded, without
-//!   dequantisation or IDCT; 15–20 % more CPU than the decode alone, on a thread of its own beside the decoder so a frame takes no longer when a core is free; `decode.verify_entropy` turns it off): a code not in its table, a DC category over 11, AC
-//!   coefficients past index 63, data ending (at a marker, e.g. a corrupt `ff d9`) before the last MCU,
-//!   more than a byte left over after the last MCU of a scan or restart interval. One warning per frame,
+//!   dequantisation or IDCT; 15–20 % more CPU than the decode alone, on a thread of its own beside
+//!   the decoder so a frame takes no longer when a core is free; `decode.verify_entropy` turns it
+//!   off): a code not in its table, a DC category over 11, AC coefficients past index 63, data
+//!   ending (at a marker, e.g. a corrupt `ff d9`) before the last MCU, more than a byte left over
+//!   after the last MCU of a scan or restart interval. One warning per frame,
 //!   naming the MCU (and its row) and the byte offset where decoding went wrong
 //!   (`fixtures/bad/corrupt-entropy.jpg`: MCU 437 of 1200, row 11 of 30); scan parameters libjpeg
 //!   warns about ([`scans`]); an Adobe (APP14) segment too short for its colour transform (ignored,
