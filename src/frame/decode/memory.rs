@@ -32,11 +32,12 @@ pub(super) fn png(width: u32, height: u32, line_bytes: u64) -> u64 {
 /// A JPEG decoded by zune-jpeg straight into the RGB8 output (grey and two-component images into the
 /// same buffer, widened in place).
 ///
-/// Beside the output zune-jpeg keeps, for progressive JPEGs and sequential ones whose first scan lacks a component, every component's
-/// coefficients (`i16`, padded to whole MCUs) until the last scan; otherwise a few rows of MCUs per
-/// component. It reads the input in place; `input_bytes`, counted when the `image` crate's wrapper
-/// copied the input, stays in the estimate as a margin for the spare pixel buffers workers keep
-/// (`decode::recycle`).
+/// Beside the output zune-jpeg keeps, for progressive JPEGs and sequential ones whose first scan lacks
+/// a component, every component's coefficients (`i16`, padded to whole MCUs) until the last scan;
+/// otherwise a few rows of MCUs per component. It reads the input in place: `input_bytes`, counted
+/// when the `image` crate's wrapper copied the input, stays in the estimate only as a margin (the
+/// measured peaks above were taken with it). The spare pixel buffer each worker keeps between frames
+/// (`decode::recycle`, up to 8 MiB) is outside every estimate.
 pub(super) fn jpeg(frame: &Frame, first_scan_components: usize, input_bytes: usize) -> u64 {
     let (width, height) = (u64::from(frame.width), u64::from(frame.height));
     let single = frame.components.len() == 1;

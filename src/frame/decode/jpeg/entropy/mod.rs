@@ -26,6 +26,8 @@
 
 mod bits;
 mod tables;
+#[cfg(test)]
+mod tests;
 
 use std::ops::Range;
 use std::rc::Rc;
